@@ -1,0 +1,1 @@
+"""The team control plane (webhooks, routing to runners, Postgres). Not built yet."""
