@@ -1,0 +1,957 @@
+"""``SqliteStateBackend``: the runner's durable store in ``$CORO_HOME/state.db``.
+
+One writer connection takes every write in short explicit transactions. Appends are
+group-committed: callers queue their events and wait, and one transaction commits everything
+queued so far, so many concurrent producers share a commit. Job saves are write-behind: the
+newest snapshot of each job is kept and committed with the next transaction, at the latest
+``flush_interval`` after the first save, so a job saved a thousand times a second is written a
+few dozen times. Reads use a second connection (WAL lets them run beside the writer).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import aiosqlite
+
+from state._broker import EventBroker
+from state._common import apply_patch, set_merged, status_filter, upsert_pr_mapping
+from state.backend import EventInput
+from state.errors import DuplicateJobError, JobNotFoundError, StaleJobError, StateError
+from state.models import (
+    EventKind,
+    ExternalRef,
+    InboundEvent,
+    InboxItem,
+    Investigation,
+    Job,
+    JobEvent,
+    PrMapping,
+    Proposal,
+    utcnow,
+)
+from state.sqlite._schema import connect, corrupt_error
+
+__all__ = ["SqliteStateBackend"]
+
+_JOB_COLUMNS = "id, version, status, type, tenant_id, workflow_path, parent_id, created_at, "
+_JOB_COLUMNS += "updated_at, data"
+
+
+@dataclass(slots=True)
+class _Save:
+    """The newest unsaved snapshot of one job."""
+
+    row: tuple[Any, ...]  # (data, status, type, tenant_id, workflow_path, parent_id, updated_at)
+    version: int
+    base_version: int  # the stored version this save may overwrite
+    ack_ids: list[int] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class _Append:
+    job_id: str
+    kinds: list[str]
+    payloads: list[str]  # JSON text
+    datas: list[dict[str, Any]]
+    done: asyncio.Future[list[int]]
+
+
+@dataclass(slots=True)
+class _Batch:
+    appends: list[_Append]
+    saves: dict[str, _Save]
+    waiters: list[asyncio.Future[dict[str, StaleJobError]]]
+
+
+def _job_row(job: Job) -> tuple[Any, ...]:
+    return (
+        job.model_dump_json(),
+        job.status.value,
+        job.type.value,
+        job.tenant_id,
+        job.workflow_path,
+        job.campaign_parent_id,
+        job.updated_at.isoformat(),
+    )
+
+
+def _event(row: Sequence[Any]) -> JobEvent:
+    global_seq, job_id, seq, ts, kind, data = row
+    return JobEvent.model_construct(
+        job_id=job_id,
+        seq=seq,
+        global_seq=global_seq,
+        ts=datetime.fromtimestamp(ts, UTC),
+        kind=kind,
+        data=json.loads(data),
+    )
+
+
+class SqliteStateBackend:
+    """The SQLite implementation of :class:`state.backend.StateBackend`.
+
+    Args:
+        path: the database file (``$CORO_HOME/state.db``); created if missing.
+        synchronous: ``"normal"`` (durable against a crashed process; the default) or
+            ``"full"`` (also against a power cut, at some speed).
+        flush_interval: the longest a job save waits before it is committed, in seconds.
+    """
+
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        synchronous: Literal["normal", "full"] = "normal",
+        flush_interval: float = 0.05,
+    ) -> None:
+        self.path = Path(path)
+        self._synchronous = synchronous
+        self._flush_interval = flush_interval
+        self._db: aiosqlite.Connection | None = None
+        self._reader: aiosqlite.Connection | None = None
+        self._write_lock = asyncio.Lock()
+        self._writer_task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._closing = False
+        self._appends: list[_Append] = []
+        self._saves: dict[str, _Save] = {}
+        self._inflight: dict[str, _Save] = {}
+        self._first_save_at: float | None = None
+        self._waiters: list[asyncio.Future[dict[str, StaleJobError]]] = []
+        # Optimistic concurrency: the newest version this process knows of each job, and an
+        # epoch bumped when another process wins a race, so copies made before it are refused.
+        self._versions: dict[str, int] = {}
+        self._epochs: dict[str, int] = {}
+        self._broker = EventBroker(self._read_backlog)
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    async def open(self) -> None:
+        if self._db is not None:
+            return
+        self._db = await connect(self.path, synchronous=self._synchronous)
+        try:
+            self._reader = await connect(self.path, synchronous=self._synchronous, readonly=True)
+        except BaseException:
+            await self._db.close()
+            self._db = None
+            raise
+        self._closing = False
+        self._writer_task = asyncio.create_task(self._write_loop(), name="coro-state-writer")
+
+    async def close(self) -> None:
+        if self._db is None:
+            return
+        self._closing = True
+        self._wake.set()
+        if self._writer_task is not None:
+            await self._writer_task
+        self._broker.close_all()
+        assert self._reader is not None
+        await self._reader.close()
+        await self._db.close()
+        self._db = self._reader = None
+
+    async def __aenter__(self) -> SqliteStateBackend:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @property
+    def _is_open(self) -> bool:
+        return self._db is not None and not self._closing
+
+    def _writer(self) -> aiosqlite.Connection:
+        if self._db is None or self._closing:
+            raise StateError(f"the state database {self.path} is not open")
+        return self._db
+
+    def _read_conn(self) -> aiosqlite.Connection:
+        if self._reader is None:
+            raise StateError(f"the state database {self.path} is not open")
+        return self._reader
+
+    async def _read(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        try:
+            return list(await self._read_conn().execute_fetchall(sql, params))
+        except sqlite3.DatabaseError as exc:
+            raise self._translate(exc) from exc
+
+    def _translate(self, exc: sqlite3.DatabaseError) -> StateError:
+        if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
+            return StateError(f"{self.path} stayed locked by another process: {exc}")
+        if isinstance(exc, sqlite3.IntegrityError):
+            return StateError(f"{self.path}: {exc}")
+        return corrupt_error(self.path, str(exc))
+
+    # -- the write path -----------------------------------------------------------------------
+    async def _transaction(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[int]:
+        """Run statements in one immediate transaction; returns each one's rowcount."""
+        db = self._writer()
+        async with self._write_lock:
+            await db.execute("BEGIN IMMEDIATE")
+            try:
+                counts = []
+                for sql, params in statements:
+                    cursor = await db.execute(sql, params)
+                    counts.append(cursor.rowcount)
+                await db.execute("COMMIT")
+            except BaseException as exc:
+                await self._rollback(db)
+                if isinstance(exc, sqlite3.DatabaseError):
+                    raise self._translate(exc) from exc
+                raise
+        return counts
+
+    @staticmethod
+    async def _rollback(db: aiosqlite.Connection) -> None:
+        if db.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                await db.execute("ROLLBACK")
+
+    async def _write_loop(self) -> None:
+        while True:
+            if not self._appends and not self._waiters:
+                if self._saves and self._first_save_at is not None:
+                    delay = self._first_save_at + self._flush_interval - time.monotonic()
+                    if delay > 0 and not self._closing:
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(self._wake.wait(), delay)
+                elif self._closing:
+                    return
+                else:
+                    await self._wake.wait()
+            self._wake.clear()
+            if not (self._appends or self._saves or self._waiters):
+                continue
+            if self._saves and not (self._appends or self._waiters or self._closing):
+                assert self._first_save_at is not None
+                if time.monotonic() < self._first_save_at + self._flush_interval:
+                    continue
+            batch = _Batch(self._appends, self._saves, self._waiters)
+            self._appends, self._saves, self._waiters = [], {}, []
+            self._first_save_at = None
+            await self._commit_batch(batch)
+
+    async def _commit_batch(self, batch: _Batch) -> None:
+        db = self._db
+        assert db is not None
+        self._inflight = batch.saves
+        try:
+            async with self._write_lock:
+                await db.execute("BEGIN IMMEDIATE")
+                try:
+                    conflicts = await self._write_saves(db, batch.saves)
+                    results, published = await self._write_appends(db, batch.appends)
+                    await db.execute("COMMIT")
+                except BaseException:
+                    await self._rollback(db)
+                    raise
+        except BaseException as exc:
+            self._inflight = {}
+            self._requeue(batch.saves)
+            error: BaseException = exc
+            if isinstance(exc, sqlite3.DatabaseError):
+                error = self._translate(exc)
+            for append in batch.appends:
+                if not append.done.done():
+                    append.done.set_exception(error)
+            for waiter in batch.waiters:
+                if not waiter.done():
+                    waiter.set_exception(error)
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            await asyncio.sleep(0.2)  # a failing disk is not retried in a tight loop
+            return
+        self._inflight = {}
+        # Only now, with the transaction committed, may any caller learn its write happened.
+        for append, outcome in results:
+            if not append.done.done():
+                if isinstance(outcome, BaseException):
+                    append.done.set_exception(outcome)
+                else:
+                    append.done.set_result(outcome)
+        if published:
+            self._broker.publish(published)
+        for waiter in batch.waiters:
+            if not waiter.done():
+                waiter.set_result(conflicts)
+
+    def _requeue(self, saves: dict[str, _Save]) -> None:
+        """Put saves from a failed commit back, unless a newer save of the job came since."""
+        for job_id, save in saves.items():
+            newer = self._saves.get(job_id)
+            if newer is None:
+                self._saves[job_id] = save
+            else:
+                newer.base_version = save.base_version
+                newer.ack_ids[:0] = save.ack_ids
+        if saves and self._first_save_at is None:
+            self._first_save_at = time.monotonic()
+
+    async def _write_saves(
+        self, db: aiosqlite.Connection, saves: dict[str, _Save]
+    ) -> dict[str, StaleJobError]:
+        if not saves:
+            return {}
+        # Each save is written only over the version it was made from; a row that another
+        # process has moved on since is left alone and reported as a conflict.
+        conflicts: dict[str, StaleJobError] = {}
+        for job_id, save in saves.items():
+            cursor = await db.execute(
+                "UPDATE jobs SET data = ?, status = ?, type = ?, tenant_id = ?, "
+                "workflow_path = ?, parent_id = ?, updated_at = ?, version = ? "
+                "WHERE id = ? AND version = ?",
+                (*save.row, save.version, job_id, save.base_version),
+            )
+            if cursor.rowcount == 1:
+                continue
+            rows = list(
+                await db.execute_fetchall("SELECT version FROM jobs WHERE id = ?", (job_id,))
+            )
+            actual: int | None = rows[0][0] if rows else None
+            conflicts[job_id] = StaleJobError(job_id, save.base_version, actual)
+            self._epochs[job_id] = self._epochs.get(job_id, 0) + 1
+            if actual is None:
+                self._versions.pop(job_id, None)
+            else:
+                self._versions[job_id] = actual
+        acks = [i for job_id, s in saves.items() if job_id not in conflicts for i in s.ack_ids]
+        if acks:
+            await db.executemany(
+                "UPDATE inbox SET state = 'done', lease_until = NULL WHERE id = ?",
+                [(i,) for i in acks],
+            )
+        return conflicts
+
+    async def _write_appends(
+        self, db: aiosqlite.Connection, appends: list[_Append]
+    ) -> tuple[list[tuple[_Append, list[int] | BaseException]], list[JobEvent]]:
+        """Insert the queued events; returns each append's outcome, to hand out after COMMIT."""
+        if not appends:
+            return [], []
+        job_ids = list({a.job_id for a in appends})
+        marks = ",".join("?" * len(job_ids))
+        bases: dict[str, int] = {
+            job_id: last or 0
+            for job_id, last in await db.execute_fetchall(
+                f"SELECT j.id, (SELECT MAX(seq) FROM events e WHERE e.job_id = j.id) "
+                f"FROM jobs j WHERE j.id IN ({marks})",
+                job_ids,
+            )
+        }
+        missing = set(job_ids) - set(bases)
+        rows = await db.execute_fetchall("SELECT seq FROM sqlite_sequence WHERE name = 'events'")
+        global_seq = next(iter(rows))[0] if rows else 0
+        now = time.time()
+        params: list[tuple[Any, ...]] = []
+        published: list[JobEvent] = []
+        results: list[tuple[_Append, list[int] | BaseException]] = []
+        want = self._broker.has_subscribers
+        ts = datetime.fromtimestamp(now, UTC)
+        for append in appends:
+            if append.job_id in missing:
+                results.append((append, JobNotFoundError(append.job_id)))
+                continue
+            seqs: list[int] = []
+            for kind, payload, data in zip(
+                append.kinds, append.payloads, append.datas, strict=True
+            ):
+                global_seq += 1
+                seq = bases[append.job_id] = bases[append.job_id] + 1
+                params.append((global_seq, append.job_id, seq, now, kind, payload))
+                seqs.append(seq)
+                if want and self._broker.wants(append.job_id):
+                    published.append(
+                        JobEvent.model_construct(
+                            job_id=append.job_id,
+                            seq=seq,
+                            global_seq=global_seq,
+                            ts=ts,
+                            kind=kind,
+                            data=data,
+                        )
+                    )
+            results.append((append, seqs))
+        if params:
+            await db.executemany(
+                "INSERT INTO events (global_seq, job_id, seq, ts, kind, data) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                params,
+            )
+        return results, published
+
+    async def flush(self) -> None:
+        await self._flush()
+
+    async def _flush(self) -> dict[str, StaleJobError]:
+        if self._db is None:
+            return {}
+        waiter: asyncio.Future[dict[str, StaleJobError]] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self._waiters.append(waiter)
+        self._wake.set()
+        return await waiter
+
+    # -- jobs ---------------------------------------------------------------------------------
+    async def create_job(self, job: Job) -> Job:
+        job.version = 1
+        job.updated_at = utcnow()
+        data, status, type_, tenant, workflow, parent, updated = _job_row(job)
+        try:
+            await self._transaction(
+                [
+                    (
+                        f"INSERT INTO jobs ({_JOB_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                        (
+                            job.id,
+                            1,
+                            status,
+                            type_,
+                            tenant,
+                            workflow,
+                            parent,
+                            job.created_at.isoformat(),
+                            updated,
+                            data,
+                        ),
+                    )
+                ]
+            )
+        except StateError as exc:
+            if isinstance(exc.__cause__, sqlite3.IntegrityError):
+                raise DuplicateJobError(job.id) from exc.__cause__
+            raise
+        self._versions[job.id] = 1
+        self._stamp(job)
+        return job
+
+    def _stamp(self, job: Job) -> Job:
+        job._epoch = self._epochs.get(job.id, 0)
+        return job
+
+    def _unsaved(self, job_id: str) -> _Save | None:
+        """A save of the job that is queued or being committed right now, if any."""
+        return self._saves.get(job_id) or self._inflight.get(job_id)
+
+    async def get_job(self, job_id: str) -> Job | None:
+        pending = self._unsaved(job_id)
+        if pending is not None:
+            return self._stamp(Job.model_validate_json(pending.row[0]))
+        rows = await self._read("SELECT version, data FROM jobs WHERE id = ?", (job_id,))
+        if not rows:
+            return None
+        version, data = rows[0]
+        job = Job.model_validate_json(data)
+        job.version = version
+        pending = self._unsaved(job_id)  # a save may have been queued while we read
+        if pending is not None:
+            return self._stamp(Job.model_validate_json(pending.row[0]))
+        if self._versions.get(job_id, 0) < version:
+            self._versions[job_id] = version  # another process saved it since we last looked
+        return self._stamp(job)
+
+    async def save_job(self, job: Job, *, durable: bool = False, ack: Iterable[int] = ()) -> Job:
+        known = self._versions.get(job.id)
+        if known is None:
+            rows = await self._read("SELECT version FROM jobs WHERE id = ?", (job.id,))
+            if not rows:
+                raise StaleJobError(job.id, job.version, None)
+            known = self._versions.setdefault(job.id, rows[0][0])
+        epoch = getattr(job, "_epoch", None)
+        if job.version != known or (epoch is not None and epoch != self._epochs.get(job.id, 0)):
+            raise StaleJobError(job.id, job.version, known)
+        self._writer()
+        job.version += 1
+        job.updated_at = utcnow()
+        self._versions[job.id] = job.version
+        previous = self._saves.get(job.id)
+        save = _Save(
+            _job_row(job),
+            job.version,
+            base_version=previous.base_version if previous else known,
+            ack_ids=[*(previous.ack_ids if previous else ()), *ack],
+        )
+        self._saves[job.id] = save
+        self._stamp(job)
+        if self._first_save_at is None:
+            self._first_save_at = time.monotonic()
+            self._wake.set()
+        if durable or save.ack_ids:
+            conflicts = await self._flush()
+            if job.id in conflicts:
+                raise conflicts[job.id]
+        return job
+
+    async def update_job(self, job_id: str, patch: Mapping[str, Any]) -> Job:
+        current = await self.get_job(job_id)
+        if current is None:
+            raise JobNotFoundError(job_id)
+        job = apply_patch(current, patch)
+        job.version = current.version
+        self._stamp(job)
+        return await self.save_job(job, durable=True)
+
+    async def _flush_pending_saves(self) -> None:
+        if self._saves:
+            await self._flush()
+
+    async def list_jobs(
+        self,
+        *,
+        status: str | Iterable[str] | None = None,
+        type: str | None = None,
+        workflow_path: str | None = None,
+        parent_id: str | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[Job]:
+        await self._flush_pending_saves()
+        where, params = self._job_filter(status, type, workflow_path, parent_id)
+        sql = f"SELECT version, data FROM jobs{where} ORDER BY created_at DESC, id DESC"
+        if limit is not None:
+            sql += " LIMIT ? OFFSET ?"
+            params += [limit, offset]
+        elif offset:
+            sql += " LIMIT -1 OFFSET ?"
+            params.append(offset)
+        jobs = []
+        for version, data in await self._read(sql, params):
+            job = Job.model_validate_json(data)
+            job.version = version
+            jobs.append(self._stamp(job))
+        return jobs
+
+    @staticmethod
+    def _job_filter(
+        status: str | Iterable[str] | None,
+        type: str | None,
+        workflow_path: str | None,
+        parent_id: str | None,
+    ) -> tuple[str, list[Any]]:
+        clauses: list[str] = []
+        params: list[Any] = []
+        statuses = status_filter(status)
+        if statuses is not None:
+            clauses.append(f"status IN ({','.join('?' * len(statuses))})")
+            params += sorted(statuses)
+        for column, value in (
+            ("type", type),
+            ("workflow_path", workflow_path),
+            ("parent_id", parent_id),
+        ):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(str(value))
+        return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
+
+    async def count_jobs(self, *, status: str | Iterable[str] | None = None) -> int:
+        await self._flush_pending_saves()
+        where, params = self._job_filter(status, None, None, None)
+        rows = await self._read(f"SELECT COUNT(*) FROM jobs{where}", params)
+        return int(rows[0][0])
+
+    async def list_jobs_by_type(self, type: str) -> list[Job]:
+        return await self.list_jobs(type=type)
+
+    async def list_child_jobs(self, parent_job_id: str) -> list[Job]:
+        return await self.list_jobs(parent_id=parent_job_id)
+
+    async def delete_job(self, job_id: str) -> bool:
+        await self._flush_pending_saves()
+        counts = await self._transaction([("DELETE FROM jobs WHERE id = ?", (job_id,))])
+        self._versions.pop(job_id, None)
+        self._epochs[job_id] = self._epochs.get(job_id, 0) + 1
+        return counts[0] > 0
+
+    # -- event log ----------------------------------------------------------------------------
+    async def append_event(self, job_id: str, kind: str, data: Mapping[str, Any]) -> int:
+        return (await self.append_events(job_id, [(kind, data)]))[0]
+
+    async def append_events(self, job_id: str, events: Sequence[EventInput]) -> list[int]:
+        self._writer()
+        if not events:
+            return []
+        kinds = [str(kind) for kind, _ in events]
+        datas = [dict(data) for _, data in events]
+        payloads = [json.dumps(d, separators=(",", ":"), ensure_ascii=False) for d in datas]
+        done: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
+        self._appends.append(_Append(job_id, kinds, payloads, datas, done))
+        self._wake.set()
+        return await done
+
+    async def read_events(
+        self, job_id: str, *, after_seq: int = 0, limit: int = 1000, kinds: Iterable[str] = ()
+    ) -> list[JobEvent]:
+        wanted = sorted({str(k) for k in kinds})
+        sql = "SELECT global_seq, job_id, seq, ts, kind, data FROM events WHERE job_id = ? "
+        params: list[Any] = [job_id]
+        if wanted:
+            sql += f"AND kind IN ({','.join('?' * len(wanted))}) "
+            params += wanted
+        sql += "AND seq > ? ORDER BY seq LIMIT ?"
+        params += [after_seq, limit]
+        return [_event(row) for row in await self._read(sql, params)]
+
+    async def read_last_events(self, job_id: str, limit: int = 1000) -> list[JobEvent]:
+        rows = await self._read(
+            "SELECT global_seq, job_id, seq, ts, kind, data FROM events WHERE job_id = ? "
+            "ORDER BY seq DESC LIMIT ?",
+            (job_id, limit),
+        )
+        return [_event(row) for row in reversed(rows)]
+
+    async def read_all_events(
+        self, *, after_global_seq: int = 0, limit: int = 1000
+    ) -> list[JobEvent]:
+        rows = await self._read(
+            "SELECT global_seq, job_id, seq, ts, kind, data FROM events WHERE global_seq > ? "
+            "ORDER BY global_seq LIMIT ?",
+            (after_global_seq, limit),
+        )
+        return [_event(row) for row in rows]
+
+    async def last_seq(self, job_id: str) -> int:
+        rows = await self._read("SELECT MAX(seq) FROM events WHERE job_id = ?", (job_id,))
+        return int(rows[0][0] or 0)
+
+    async def last_global_seq(self) -> int:
+        rows = await self._read("SELECT seq FROM sqlite_sequence WHERE name = 'events'")
+        return int(rows[0][0]) if rows else 0
+
+    async def _read_backlog(self, job_id: str | None, after: int, limit: int) -> list[JobEvent]:
+        if job_id is None:
+            return await self.read_all_events(after_global_seq=after, limit=limit)
+        return await self.read_events(job_id, after_seq=after, limit=limit)
+
+    def subscribe(
+        self, job_id: str | None = None, *, after: int = 0
+    ) -> AsyncIterator[list[JobEvent]]:
+        return self._broker.subscribe(job_id, after, is_open=lambda: self._is_open)
+
+    # -- logs ---------------------------------------------------------------------------------
+    async def append_log(self, job_id: str, line: str) -> int:
+        return (await self.append_logs(job_id, [line]))[0]
+
+    async def append_logs(self, job_id: str, lines: Sequence[str]) -> list[int]:
+        return await self.append_events(job_id, [(EventKind.LOG, {"line": s}) for s in lines])
+
+    async def get_log(self, job_id: str, start: int = 0, end: int | None = None) -> list[str]:
+        limit = -1 if end is None else max(0, end - start)
+        rows = await self._read(
+            "SELECT data FROM events WHERE job_id = ? AND kind = 'log' ORDER BY seq "
+            "LIMIT ? OFFSET ?",
+            (job_id, limit, start),
+        )
+        return [json.loads(data)["line"] for (data,) in rows]
+
+    async def log_length(self, job_id: str) -> int:
+        rows = await self._read(
+            "SELECT COUNT(*) FROM events WHERE job_id = ? AND kind = 'log'", (job_id,)
+        )
+        return int(rows[0][0])
+
+    # -- mappings -----------------------------------------------------------------------------
+    async def _map(self, sql: str, params: Sequence[Any], job_id: str) -> None:
+        try:
+            await self._transaction([(sql, params)])
+        except StateError as exc:
+            if isinstance(exc.__cause__, sqlite3.IntegrityError):
+                raise JobNotFoundError(job_id) from exc.__cause__
+            raise
+
+    async def _job_by(self, sql: str, params: Sequence[Any]) -> Job | None:
+        rows = await self._read(sql, params)
+        return await self.get_job(rows[0][0]) if rows else None
+
+    async def map_external_ref(self, ref: ExternalRef, job_id: str) -> None:
+        await self._map(
+            "INSERT OR REPLACE INTO external_refs "
+            "(plugin_id, kind, repo_key, external_id, url, job_id) VALUES (?,?,?,?,?,?)",
+            (*ref.key, ref.url, job_id),
+            job_id,
+        )
+
+    async def get_job_by_external_ref(self, ref: ExternalRef) -> Job | None:
+        return await self._job_by(
+            "SELECT job_id FROM external_refs WHERE plugin_id = ? AND kind = ? AND repo_key = ? "
+            "AND external_id = ?",
+            ref.key,
+        )
+
+    async def list_external_refs(self, job_id: str) -> list[ExternalRef]:
+        rows = await self._read(
+            "SELECT plugin_id, kind, repo_key, external_id, url FROM external_refs "
+            "WHERE job_id = ? ORDER BY rowid",
+            (job_id,),
+        )
+        return [
+            ExternalRef(plugin_id=p, kind=k, repo_key=r, external_id=e, url=u)
+            for p, k, r, e, u in rows
+        ]
+
+    async def map_pr_to_job(self, pr_id: int | str, job_id: str) -> None:
+        await self._map(
+            "INSERT OR REPLACE INTO pr_jobs (pr_id, job_id) VALUES (?, ?)",
+            (str(pr_id), job_id),
+            job_id,
+        )
+
+    async def get_job_by_pr(self, pr_id: int | str) -> Job | None:
+        return await self._job_by("SELECT job_id FROM pr_jobs WHERE pr_id = ?", (str(pr_id),))
+
+    async def add_pr_mapping(self, job_id: str, mapping: PrMapping) -> Job:
+        job = await self.get_job(job_id)
+        if job is None:
+            raise JobNotFoundError(job_id)
+        upsert_pr_mapping(job, mapping)
+        return await self.save_job(job, durable=True)
+
+    async def mark_pr_merged(self, job_id: str, pr_id: int | str, merged_at: datetime) -> Job:
+        job = await self.get_job(job_id)
+        if job is None:
+            raise JobNotFoundError(job_id)
+        if set_merged(job, pr_id, merged_at):
+            await self.save_job(job, durable=True)
+        return job
+
+    async def map_jira_ticket_to_job(self, ticket_id: str, job_id: str) -> None:
+        await self._map(
+            "INSERT OR REPLACE INTO ticket_jobs (ticket_id, job_id) VALUES (?, ?)",
+            (ticket_id, job_id),
+            job_id,
+        )
+
+    async def get_job_by_jira_ticket(self, ticket_id: str) -> Job | None:
+        return await self._job_by(
+            "SELECT job_id FROM ticket_jobs WHERE ticket_id = ?", (ticket_id,)
+        )
+
+    async def map_repo_to_job(self, repo_slug: str, job_id: str) -> None:
+        await self._map(
+            "INSERT OR REPLACE INTO repo_jobs (repo_slug, job_id) VALUES (?, ?)",
+            (repo_slug, job_id),
+            job_id,
+        )
+
+    async def get_job_by_repo(self, repo_slug: str) -> Job | None:
+        return await self._job_by("SELECT job_id FROM repo_jobs WHERE repo_slug = ?", (repo_slug,))
+
+    # -- proposals ----------------------------------------------------------------------------
+    async def create_proposal(self, proposal: Proposal) -> Proposal:
+        try:
+            await self._transaction(
+                [
+                    (
+                        "INSERT INTO proposals (tenant_id, id, job_id, status, created_at, "
+                        "updated_at, data) VALUES (?,?,?,?,?,?,?)",
+                        (
+                            proposal.tenant_id,
+                            proposal.id,
+                            proposal.job_id,
+                            proposal.status,
+                            proposal.created_at.isoformat(),
+                            proposal.updated_at.isoformat(),
+                            proposal.model_dump_json(),
+                        ),
+                    )
+                ]
+            )
+        except StateError as exc:
+            if isinstance(exc.__cause__, sqlite3.IntegrityError):
+                raise StateError(f"a proposal with id {proposal.id!r} already exists") from exc
+            raise
+        return proposal
+
+    async def list_proposals(self, tenant_id: str, status: str | None = None) -> list[Proposal]:
+        sql = "SELECT data FROM proposals WHERE tenant_id = ?"
+        params: list[Any] = [tenant_id]
+        if status is not None:
+            sql += " AND status = ?"
+            params.append(status)
+        rows = await self._read(sql + " ORDER BY created_at DESC", params)
+        return [Proposal.model_validate_json(data) for (data,) in rows]
+
+    async def get_proposal(self, tenant_id: str, proposal_id: str) -> Proposal | None:
+        rows = await self._read(
+            "SELECT data FROM proposals WHERE tenant_id = ? AND id = ?", (tenant_id, proposal_id)
+        )
+        return Proposal.model_validate_json(rows[0][0]) if rows else None
+
+    async def update_proposal(
+        self, tenant_id: str, proposal_id: str, updates: Mapping[str, Any]
+    ) -> Proposal:
+        current = await self.get_proposal(tenant_id, proposal_id)
+        if current is None:
+            raise StateError(f"no proposal {proposal_id!r} for tenant {tenant_id!r}")
+        updated = apply_patch(current, updates, read_only={"id", "tenant_id", "created_at"})
+        await self._transaction(
+            [
+                (
+                    "UPDATE proposals SET status = ?, updated_at = ?, data = ? "
+                    "WHERE tenant_id = ? AND id = ?",
+                    (
+                        updated.status,
+                        updated.updated_at.isoformat(),
+                        updated.model_dump_json(),
+                        tenant_id,
+                        proposal_id,
+                    ),
+                )
+            ]
+        )
+        return updated
+
+    # -- investigations -----------------------------------------------------------------------
+    async def upsert_investigation(self, investigation: Investigation) -> Investigation:
+        investigation.updated_at = utcnow()
+        await self._transaction(
+            [
+                (
+                    "INSERT INTO investigations (id, status, created_at, updated_at, data) "
+                    "VALUES (?,?,?,?,?) ON CONFLICT(id) DO UPDATE SET status = excluded.status, "
+                    "updated_at = excluded.updated_at, data = excluded.data",
+                    (
+                        investigation.id,
+                        investigation.status,
+                        investigation.created_at.isoformat(),
+                        investigation.updated_at.isoformat(),
+                        investigation.model_dump_json(),
+                    ),
+                )
+            ]
+        )
+        return investigation
+
+    async def get_investigation(self, investigation_id: str) -> Investigation | None:
+        rows = await self._read("SELECT data FROM investigations WHERE id = ?", (investigation_id,))
+        return Investigation.model_validate_json(rows[0][0]) if rows else None
+
+    async def list_investigations(
+        self, *, status: str | None = None, limit: int = 100
+    ) -> list[Investigation]:
+        sql = "SELECT data FROM investigations"
+        params: list[Any] = []
+        if status is not None:
+            sql += " WHERE status = ?"
+            params.append(status)
+        rows = await self._read(sql + " ORDER BY updated_at DESC LIMIT ?", [*params, limit])
+        return [Investigation.model_validate_json(data) for (data,) in rows]
+
+    async def delete_investigation(self, investigation_id: str) -> bool:
+        counts = await self._transaction(
+            [("DELETE FROM investigations WHERE id = ?", (investigation_id,))]
+        )
+        return counts[0] > 0
+
+    # -- inbox --------------------------------------------------------------------------------
+    async def enqueue(
+        self, event: InboundEvent, dedupe_key: str, *, job_id: str | None = None
+    ) -> InboxItem | None:
+        db = self._writer()
+        async with self._write_lock:
+            try:
+                cursor = await db.execute(
+                    "INSERT OR IGNORE INTO inbox (dedupe_key, job_id, received_at, data) "
+                    "VALUES (?, ?, ?, ?)",
+                    (dedupe_key, job_id, time.time(), event.model_dump_json()),
+                )
+            except sqlite3.DatabaseError as exc:
+                raise self._translate(exc) from exc
+        if cursor.rowcount == 0:
+            return None
+        assert cursor.lastrowid is not None
+        return InboxItem(id=cursor.lastrowid, dedupe_key=dedupe_key, job_id=job_id, event=event)
+
+    async def claim(
+        self,
+        owner: str,
+        *,
+        job_id: str | None = None,
+        limit: int = 100,
+        lease_seconds: float = 300.0,
+    ) -> list[InboxItem]:
+        db = self._writer()
+        now = time.time()
+        sql = (
+            "SELECT id, dedupe_key, job_id, attempts, data FROM inbox WHERE "
+            "(state = 'pending' OR (state = 'claimed' AND lease_until < ?))"
+        )
+        params: list[Any] = [now]
+        if job_id is not None:
+            sql += " AND job_id = ?"
+            params.append(job_id)
+        sql += " ORDER BY id LIMIT ?"
+        params.append(limit)
+        async with self._write_lock:
+            await db.execute("BEGIN IMMEDIATE")
+            try:
+                rows = list(await db.execute_fetchall(sql, params))
+                await db.executemany(
+                    "UPDATE inbox SET state = 'claimed', claimed_by = ?, lease_until = ?, "
+                    "attempts = attempts + 1 WHERE id = ?",
+                    [(owner, now + lease_seconds, row[0]) for row in rows],
+                )
+                await db.execute("COMMIT")
+            except BaseException as exc:
+                await self._rollback(db)
+                if isinstance(exc, sqlite3.DatabaseError):
+                    raise self._translate(exc) from exc
+                raise
+        return [
+            InboxItem(
+                id=item_id,
+                dedupe_key=key,
+                job_id=owner_job,
+                event=InboundEvent.model_validate_json(data),
+                state="claimed",
+                attempts=attempts + 1,
+                claimed_by=owner,
+            )
+            for item_id, key, owner_job, attempts, data in rows
+        ]
+
+    async def ack(self, item_ids: Iterable[int]) -> None:
+        ids = list(item_ids)
+        if ids:
+            await self._transaction(
+                [
+                    ("UPDATE inbox SET state = 'done', lease_until = NULL WHERE id = ?", (i,))
+                    for i in ids
+                ]
+            )
+
+    async def release(self, item_ids: Iterable[int]) -> None:
+        ids = list(item_ids)
+        if ids:
+            await self._transaction(
+                [
+                    (
+                        "UPDATE inbox SET state = 'pending', claimed_by = NULL, "
+                        "lease_until = NULL WHERE id = ? AND state = 'claimed'",
+                        (i,),
+                    )
+                    for i in ids
+                ]
+            )
+
+    async def pending_inbox(self, job_id: str | None = None) -> int:
+        sql = "SELECT COUNT(*) FROM inbox WHERE state != 'done'"
+        params: list[Any] = []
+        if job_id is not None:
+            sql += " AND job_id = ?"
+            params.append(job_id)
+        rows = await self._read(sql, params)
+        return int(rows[0][0])
