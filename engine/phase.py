@@ -1,0 +1,197 @@
+"""The contract between the phase loop, executors and tools.
+
+The runner builds a :class:`PhaseRequest` for each phase and hands it to a
+:class:`PhaseExecutor`; tool handlers change the job through a :class:`ToolContext` and set
+:class:`PhaseSignals`; the executor returns a :class:`PhaseResult`. The runner then applies the
+signals (go to a phase, park, escalate, switch workflow, or by default advance).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+
+from state import EventKind, Job, PhaseUsage, RateLimitInfo, StateBackend
+from state.models import ConversationMessage
+
+if TYPE_CHECKING:
+    from engine.config import LocalConfig
+    from engine.workflow import PhaseConfig, Workflow
+
+__all__ = [
+    "ChatRequest",
+    "ChatResult",
+    "PhaseExecutor",
+    "PhaseRequest",
+    "PhaseResult",
+    "PhaseSignals",
+    "StopReason",
+    "ToolBox",
+    "ToolContext",
+    "ToolOutcome",
+    "ToolSpec",
+    "WorkflowSwitchSignal",
+]
+
+
+@dataclass(slots=True)
+class WorkflowSwitchSignal:
+    """An agent's request to continue the job under another workflow (a lane switch)."""
+
+    workflow_path: str
+    reason: str
+    to_phase: str | None = None
+    params_patch: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class PhaseSignals:
+    """What the agent asked for during the phase. With none set, the job advances."""
+
+    next_phase: str | None = None
+    awaiting_event: str | None = None
+    awaiting_pr_id: int | str | None = None
+    escalated: bool = False
+    escalation_reason: str | None = None
+    switch_workflow: WorkflowSwitchSignal | None = None
+    new_session_reason: str | None = None
+
+    @property
+    def ends_phase(self) -> bool:
+        """A signal that should end the phase as soon as the current tool call returns."""
+        return (
+            self.next_phase is not None
+            or self.awaiting_event is not None
+            or self.escalated
+            or self.switch_workflow is not None
+        )
+
+    def reset(self) -> None:
+        self.next_phase = self.awaiting_event = self.awaiting_pr_id = None
+        self.escalated = False
+        self.escalation_reason = None
+        self.switch_workflow = None
+        self.new_session_reason = None
+
+
+@dataclass(slots=True)
+class ToolContext:
+    """What a domain tool handler may see and change during one phase.
+
+    ``job`` is the runner's live copy of the job: handlers change it in place and call
+    :meth:`save`, so the runner and its tools never hold diverging copies.
+    """
+
+    job: Job
+    workflow: Workflow
+    phase: PhaseConfig
+    signals: PhaseSignals
+    store: StateBackend
+    config: LocalConfig
+    job_dir: Path
+    intelligence_dir: Path
+    proposals_dir: Path
+    tenant_id: str
+    known_workflows: Callable[[str], bool] = lambda _path: False
+    """Whether a workflow path exists in some layer (for ``switch_workflow``)."""
+
+    async def save(self, *, durable: bool = False) -> None:
+        await self.store.save_job(self.job, durable=durable)
+
+    async def log(self, line: str) -> None:
+        await self.store.append_event(self.job.id, EventKind.LOG, {"line": line})
+
+    async def emit(self, kind: str, data: Mapping[str, Any]) -> None:
+        await self.store.append_event(self.job.id, kind, data)
+
+
+@dataclass(frozen=True, slots=True)
+class ToolSpec:
+    """A tool as a model sees it."""
+
+    name: str
+    description: str
+    input_schema: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ToolOutcome:
+    text: str
+    is_error: bool = False
+
+
+class ToolBox(Protocol):
+    """The tools of one phase (domain tools, and later external MCP servers), already
+    filtered by the phase's ``tools:`` allow-list."""
+
+    def specs(self) -> list[ToolSpec]: ...
+
+    async def call(self, name: str, arguments: Mapping[str, Any]) -> ToolOutcome: ...
+
+
+StopReason = Literal[
+    "end_turn",  # the model finished its turn
+    "signal",  # a tool set a signal that ends the phase
+    "turn_cap",  # the per-phase turn cap was reached
+    "interrupted",  # the developer paused or interrupted
+    "rate_limited",  # the provider kept refusing; park until rate_limit.resume_at
+    "error",  # the phase could not run; ``error`` says why
+]
+
+
+@dataclass(slots=True)
+class PhaseRequest:
+    """Everything an executor needs to run one phase."""
+
+    job: Job
+    workflow: Workflow
+    phase: PhaseConfig
+    provider: str
+    model: str
+    system_prompt: str
+    kickoff: str
+    cwd: Path
+    intelligence_dir: Path
+    tools: ToolBox
+    signals: PhaseSignals
+    context: ToolContext
+    resume_conversation: list[ConversationMessage] = field(default_factory=list)
+    """The conversation so far when the session continues (empty for a fresh session)."""
+
+
+@dataclass(slots=True)
+class PhaseResult:
+    stop_reason: StopReason
+    usage: PhaseUsage
+    conversation: list[ConversationMessage] = field(default_factory=list)
+    error: str | None = None
+    rate_limit: RateLimitInfo | None = None
+    session_id: str | None = None
+
+
+@dataclass(slots=True)
+class ChatRequest:
+    """A plain, tool-less streaming completion (plan mode)."""
+
+    system_prompt: str
+    messages: list[dict[str, Any]]
+    model: str
+    max_output_tokens: int = 4096
+    on_token: Callable[[str], Awaitable[None]] | None = None
+
+
+@dataclass(slots=True)
+class ChatResult:
+    text: str
+    usage: PhaseUsage
+
+
+@runtime_checkable
+class PhaseExecutor(Protocol):
+    """Runs one phase on some LLM provider with its own tool loop."""
+
+    provider_id: str
+
+    async def execute_phase(self, request: PhaseRequest) -> PhaseResult: ...
