@@ -1,0 +1,91 @@
+"""Atomic file writes: a reader sees the old file or the new one, never half of either.
+
+The data goes to a temporary file in the target's directory, created with its final mode (so a
+secret is never readable by others, not even for a moment), is flushed to disk, and then renamed
+over the target with :func:`os.replace`. The directory is synced too, so the rename survives a
+power cut. If anything fails, the temporary file is removed and the old file is left untouched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from pathlib import Path
+
+__all__ = ["atomic_write_bytes", "atomic_write_text", "ensure_private_dir"]
+
+_DIR_MODE = 0o700
+
+
+def ensure_private_dir(path: str | os.PathLike[str]) -> Path:
+    """Create ``path`` and any missing parents with mode 0700; leave existing ones alone.
+
+    Returns:
+        The directory as a :class:`~pathlib.Path`.
+    """
+    directory = Path(path)
+    missing: list[Path] = []
+    for candidate in (directory, *directory.parents):
+        if candidate.is_dir():
+            break
+        missing.append(candidate)
+    for candidate in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            candidate.mkdir(mode=_DIR_MODE)
+            os.chmod(candidate, _DIR_MODE)  # mkdir's mode is filtered through the umask
+    return directory
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, mode: int = 0o600) -> None:
+    """Replace the file at ``path`` with ``data``, atomically and durably.
+
+    Args:
+        path: the file to write. Missing parent directories are created with mode 0700.
+        data: the new content.
+        mode: the permission bits of the new file (0600 unless told otherwise). The temporary
+            file is created with these bits, whatever the process umask is.
+    """
+    target = Path(path)
+    directory = ensure_private_dir(target.parent)
+    tmp = directory / f".{target.name}.{secrets.token_hex(6)}.tmp"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    flags |= getattr(os, "O_NOFOLLOW", 0)
+    fd = os.open(tmp, flags, mode)
+    try:
+        try:
+            os.fchmod(fd, mode)  # os.open's mode is filtered through the umask
+            view = memoryview(data)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    _fsync_dir(directory)
+
+
+def atomic_write_text(
+    path: str | os.PathLike[str], text: str, *, mode: int = 0o600, encoding: str = "utf-8"
+) -> None:
+    """Replace the file at ``path`` with ``text`` (no newline translation); see
+    :func:`atomic_write_bytes`."""
+    atomic_write_bytes(path, text.encode(encoding), mode=mode)
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Flush a directory entry to disk, where the platform allows opening directories."""
+    try:
+        dir_fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        with contextlib.suppress(OSError):
+            os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
