@@ -5,6 +5,7 @@ the TUI, the HTTP shim) can catch one type and show ``title`` and ``message`` to
 
     CoroError
     ├── ConfigError            config.json is unreadable, malformed or invalid
+    │   └── ConfigValidationError   invalid values; ``issues`` names each field (engine.config)
     ├── WorkflowError          a workflow file is malformed or names something that does not exist
     └── IntelligenceError      an intelligence layer cannot be read or tries to escape its root
         └── LayerEscapeError   a symlink or ``..`` path would leave the layer

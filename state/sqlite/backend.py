@@ -18,6 +18,7 @@ import time
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import repeat
 from pathlib import Path
 from typing import Any, Literal
 
@@ -43,6 +44,8 @@ from state.sqlite._schema import connect, corrupt_error
 
 __all__ = ["SqliteStateBackend"]
 
+_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
 _JOB_COLUMNS = "id, version, status, type, tenant_id, workflow_path, parent_id, created_at, "
 _JOB_COLUMNS += "updated_at, data"
 
@@ -62,7 +65,7 @@ class _Append:
     job_id: str
     kinds: list[str]
     payloads: list[str]  # JSON text
-    datas: list[dict[str, Any]]
+    datas: list[Mapping[str, Any]]
     done: asyncio.Future[list[int]]
 
 
@@ -361,29 +364,29 @@ class SqliteStateBackend:
         want = self._broker.has_subscribers
         ts = datetime.fromtimestamp(now, UTC)
         for append in appends:
-            if append.job_id in missing:
-                results.append((append, JobNotFoundError(append.job_id)))
+            job_id = append.job_id
+            if job_id in missing:
+                results.append((append, JobNotFoundError(job_id)))
                 continue
-            seqs: list[int] = []
-            for kind, payload, data in zip(
-                append.kinds, append.payloads, append.datas, strict=True
-            ):
-                global_seq += 1
-                seq = bases[append.job_id] = bases[append.job_id] + 1
-                params.append((global_seq, append.job_id, seq, now, kind, payload))
-                seqs.append(seq)
-                if want and self._broker.wants(append.job_id):
-                    published.append(
-                        JobEvent.model_construct(
-                            job_id=append.job_id,
-                            seq=seq,
-                            global_seq=global_seq,
-                            ts=ts,
-                            kind=kind,
-                            data=data,
-                        )
-                    )
+            count = len(append.kinds)
+            first = bases[job_id] + 1
+            bases[job_id] += count
+            seqs = list(range(first, first + count))
+            globals_ = range(global_seq + 1, global_seq + count + 1)
+            global_seq += count
+            params.extend(
+                zip(globals_, repeat(job_id), seqs, repeat(now), append.kinds, append.payloads)
+            )
             results.append((append, seqs))
+            if want and self._broker.wants(job_id):
+                published.extend(
+                    JobEvent.model_construct(
+                        job_id=job_id, seq=seq, global_seq=g, ts=ts, kind=kind, data=dict(data)
+                    )
+                    for seq, g, kind, data in zip(
+                        seqs, globals_, append.kinds, append.datas, strict=True
+                    )
+                )
         if params:
             await db.executemany(
                 "INSERT INTO events (global_seq, job_id, seq, ts, kind, data) "
@@ -571,10 +574,15 @@ class SqliteStateBackend:
 
     async def delete_job(self, job_id: str) -> bool:
         await self._flush_pending_saves()
-        counts = await self._transaction([("DELETE FROM jobs WHERE id = ?", (job_id,))])
+        counts = await self._transaction(
+            [
+                ("DELETE FROM events WHERE job_id = ?", (job_id,)),
+                ("DELETE FROM jobs WHERE id = ?", (job_id,)),
+            ]
+        )
         self._versions.pop(job_id, None)
         self._epochs[job_id] = self._epochs.get(job_id, 0) + 1
-        return counts[0] > 0
+        return counts[1] > 0
 
     # -- event log ----------------------------------------------------------------------------
     async def append_event(self, job_id: str, kind: str, data: Mapping[str, Any]) -> int:
@@ -585,8 +593,8 @@ class SqliteStateBackend:
         if not events:
             return []
         kinds = [str(kind) for kind, _ in events]
-        datas = [dict(data) for _, data in events]
-        payloads = [json.dumps(d, separators=(",", ":"), ensure_ascii=False) for d in datas]
+        datas = [data for _, data in events]
+        payloads = [_encode(d) for d in datas]  # fails here, in the caller, if not JSON-able
         done: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
         self._appends.append(_Append(job_id, kinds, payloads, datas, done))
         self._wake.set()
