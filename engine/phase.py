@@ -8,6 +8,8 @@ signals (go to a phase, park, escalate, switch workflow, or by default advance).
 
 from __future__ import annotations
 
+import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +29,7 @@ __all__ = [
     "PhaseRequest",
     "PhaseResult",
     "PhaseSignals",
+    "SteeringChannel",
     "StopReason",
     "ToolBox",
     "ToolContext",
@@ -141,6 +144,34 @@ StopReason = Literal[
 ]
 
 
+class SteeringChannel:
+    """Messages for the model during a phase, and a record of the phase's last activity.
+
+    The runner (its idle watchdog, and later the developer's steering verbs) pushes text; the
+    executor takes it with :meth:`drain` at the next tool boundary and sends it with the next
+    model request. Executors call :meth:`touch` whenever the model or a tool shows progress.
+    """
+
+    def __init__(self) -> None:
+        self._pending: deque[str] = deque()
+        self.last_activity = time.monotonic()
+
+    def push(self, text: str) -> None:
+        self._pending.append(text)
+
+    def drain(self) -> list[str]:
+        items = list(self._pending)
+        self._pending.clear()
+        return items
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def touch(self) -> None:
+        self.last_activity = time.monotonic()
+
+
 @dataclass(slots=True)
 class PhaseRequest:
     """Everything an executor needs to run one phase."""
@@ -159,6 +190,7 @@ class PhaseRequest:
     context: ToolContext
     resume_conversation: list[ConversationMessage] = field(default_factory=list)
     """The conversation so far when the session continues (empty for a fresh session)."""
+    steering: SteeringChannel = field(default_factory=SteeringChannel)
 
 
 @dataclass(slots=True)

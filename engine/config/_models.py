@@ -221,11 +221,10 @@ class ModelPrice(ConfigBlock):
 
 
 DEFAULT_ALIASES: dict[str, ModelAlias] = {
-    "mini": ModelAlias(provider="anthropic", model="claude-haiku-4-5", reasoning_effort="low"),
-    "planning": ModelAlias(provider="anthropic", model="claude-opus-4-1", reasoning_effort="high"),
-    "coding": ModelAlias(
-        provider="anthropic", model="claude-sonnet-4-5", reasoning_effort="medium"
-    ),
+    # No provider: the built-in tiers follow llm.defaultProvider.
+    "mini": ModelAlias(model="claude-haiku-4-5", reasoning_effort="low"),
+    "planning": ModelAlias(model="claude-opus-4-1", reasoning_effort="high"),
+    "coding": ModelAlias(model="claude-sonnet-4-5", reasoning_effort="medium"),
 }
 """The tiers workflows name (``tier: coding``); a user's ``llm.aliases`` is merged over them."""
 

@@ -18,6 +18,7 @@ __all__ = [
     "ConversationMessage",
     "Insight",
     "Job",
+    "JobInput",
     "PhaseModelOverride",
     "PhaseUsage",
     "PrMapping",
@@ -284,3 +285,14 @@ class Job(WireModel):
     def pr_mapping(self, pr_id: int | str) -> PrMapping | None:
         key = str(pr_id)
         return next((p for p in self.pr_mappings if str(p.pr_id) == key), None)
+
+
+class JobInput(WireModel):
+    """What a client sends to create a job (``POST /jobs``)."""
+
+    type: JobType = JobType.JOB
+    workflow_path: str = "workflows/job/workflow.md"
+    trigger_source: str = "cli"
+    params: dict[str, Any] = Field(default_factory=dict)
+    interactive: bool = False
+    initial_insights: list[Insight] = Field(default_factory=list)

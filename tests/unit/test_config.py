@@ -265,7 +265,6 @@ def test_saved_file_is_camel_case_two_space_json_without_defaults(coro_home: Pat
         "llm": {
             "aliases": {
                 "review": {
-                    "provider": "anthropic",
                     "model": config.llm.aliases["coding"].model,
                     "reasoningEffort": "high",
                 }

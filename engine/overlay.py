@@ -1,0 +1,174 @@
+"""A job's intelligence overlay: which layers it stacks, and the workflows it can see.
+
+The layers are the packaged base layer, the tenant layer (``tenant.overlay`` in the config, else
+``intelligence.gitRemote``, else the ``intelligence/`` directory when it exists) and the
+repository layer (``<checkout>/.coro`` once the job has cloned its repository). Workflow paths
+such as ``workflows/job/workflow.md`` are resolved inside the job's materialised overlay.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from engine.config import LocalConfig
+from engine.errors import WorkflowError
+from engine.intelligence import (
+    IntelligenceResolver,
+    Layer,
+    ResolveResult,
+    TenantGitLoader,
+    base_layer,
+    repo_layer,
+    tenant_dir_layer,
+)
+from engine.paths import CoroPaths
+from engine.workflow import BUILTIN_TOOL_NAMES, Workflow, load_workflow
+from state import Job
+
+__all__ = ["OverlayManager", "WorkflowInfo", "tenant_id_for"]
+
+log = logging.getLogger(__name__)
+
+INTELLIGENCE_DIR = "_intelligence"
+
+
+def tenant_id_for(config: LocalConfig) -> str:
+    """``solo-<hostname>`` locally (hybrid mode will use ``team-<teamId>``)."""
+    host = "".join(c if c.isalnum() or c in "-_." else "-" for c in socket.gethostname())
+    return f"solo-{host or 'localhost'}"
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowInfo:
+    path: str
+    display_name: str
+    description: str
+    kind: str
+    phases: tuple[str, ...]
+
+
+class OverlayManager:
+    """Builds each job's layer stack, materialises it, and loads workflows from it."""
+
+    def __init__(
+        self,
+        config: LocalConfig,
+        paths: CoroPaths,
+        *,
+        known_tool: Callable[[str], bool] | None = None,
+    ) -> None:
+        self.config = config
+        self.paths = paths
+        self.tenant_id = tenant_id_for(config)
+        self._resolver = IntelligenceResolver()
+        self._git = TenantGitLoader(paths.cache_dir)
+        self._known_tool = known_tool
+        self._workflows: dict[tuple[str, int, int], Workflow] = {}
+
+    def reconfigure(self, config: LocalConfig, paths: CoroPaths) -> None:
+        """Take a new config; the next resolve uses it."""
+        self.config = config
+        self.paths = paths
+
+    def intelligence_dir(self, job_id: str) -> Path:
+        return self.paths.job_dir(job_id) / INTELLIGENCE_DIR
+
+    async def layers(self, job: Job) -> list[Layer]:
+        layers = [base_layer()]
+        tenant = await self._tenant_layer()
+        if tenant is not None:
+            layers.append(tenant)
+        checkout = job.params.get("repoCheckoutAbsDir")
+        if isinstance(checkout, str) and checkout:
+            slug = str(job.params.get("repoSlug") or Path(checkout).name)
+            safe = "".join(c if c.isalnum() or c in "-_./" else "-" for c in slug)
+            layers.append(repo_layer(safe, Path(checkout)))
+        return layers
+
+    async def _tenant_layer(self) -> Layer | None:
+        overlay = self.config.tenant.overlay
+        if overlay.kind == "localDir":
+            return tenant_dir_layer(self.tenant_id, Path(overlay.path).expanduser())
+        if overlay.kind == "gitRemote":
+            return await self._git.load(self.tenant_id, overlay.url, overlay.ref)
+        if overlay.kind == "cloudBlob":
+            log.warning("tenant overlay kind cloudBlob is not supported yet; skipping it")
+            return None
+        if self.config.intelligence.git_remote:
+            return await self._git.load(self.tenant_id, self.config.intelligence.git_remote)
+        if self.paths.intelligence_dir.is_dir():
+            return tenant_dir_layer(self.tenant_id, self.paths.intelligence_dir)
+        return None
+
+    async def resolve(self, job: Job) -> ResolveResult:
+        """Materialise the job's overlay (idempotent; rewrites only what changed)."""
+        layers = await self.layers(job)
+        return await self._resolver.aresolve(job.id, layers, self.intelligence_dir(job.id))
+
+    def _known(self, name: str) -> bool:
+        if name in BUILTIN_TOOL_NAMES:
+            return True
+        return self._known_tool(name) if self._known_tool is not None else True
+
+    def workflow_file(self, job_id: str, workflow_path: str) -> Path:
+        """The file behind a workflow path, refusing paths that leave the overlay."""
+        pure = PurePosixPath(workflow_path)
+        if pure.is_absolute() or ".." in pure.parts or not workflow_path.endswith(".md"):
+            raise WorkflowError(
+                f"workflow path {workflow_path!r} must be a relative .md path inside the "
+                "intelligence overlay, such as workflows/job/workflow.md"
+            )
+        return self.intelligence_dir(job_id) / pure
+
+    def load_workflow(self, job_id: str, workflow_path: str) -> Workflow:
+        """Load (and cache by file identity) a workflow from the job's overlay."""
+        file = self.workflow_file(job_id, workflow_path)
+        try:
+            stat = file.stat()
+        except FileNotFoundError:
+            raise WorkflowError(
+                f"no workflow {workflow_path!r} in any intelligence layer (looked for {file})"
+            ) from None
+        key = (str(file), stat.st_mtime_ns, stat.st_size)
+        found = self._workflows.get(key)
+        if found is None:
+            found = load_workflow(
+                file,
+                path=workflow_path,
+                known_tools=self._known,
+                known_servers=tuple(self.config.mcp_servers),
+                tier_aliases=tuple(self.config.llm.aliases),
+            )
+            if len(self._workflows) > 256:
+                self._workflows.clear()
+            self._workflows[key] = found
+        return found
+
+    def workflow_exists(self, job_id: str, workflow_path: str) -> bool:
+        try:
+            return self.workflow_file(job_id, workflow_path).is_file()
+        except WorkflowError:
+            return False
+
+    def list_workflows(self, root: Path) -> list[WorkflowInfo]:
+        """Every ``workflows/*/workflow.md`` under an overlay directory that parses."""
+        found = []
+        for file in sorted(root.glob("workflows/*/workflow.md")):
+            rel = file.relative_to(root).as_posix()
+            try:
+                wf = load_workflow(
+                    file,
+                    path=rel,
+                    known_tools=self._known,
+                    tier_aliases=tuple(self.config.llm.aliases),
+                )
+            except WorkflowError as exc:
+                log.warning("skipping %s: %s", rel, exc.message)
+                continue
+            found.append(WorkflowInfo(rel, wf.display_name, wf.description, wf.kind,
+                                      wf.phase_names))  # fmt: skip
+        return found

@@ -1,0 +1,517 @@
+"""``JobRunner``: carries one job through the phases of its workflow until it parks or ends.
+
+The runner decides nothing about the work: agents do, through tools. It enforces only the
+invariants — approval checkpoints, the completion gate, budgets, the turn and idle limits — and
+it writes every transition to the job's event log after saving the state behind it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager, suppress
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from engine.errors import CoroError
+from engine.executors import ExecutorRegistry, assign
+from engine.phase import (
+    PhaseExecutor,
+    PhaseRequest,
+    PhaseResult,
+    PhaseSignals,
+    SteeringChannel,
+    ToolBox,
+    ToolContext,
+)
+from engine.prompt import (
+    PromptBuilder,
+    ScmAvailability,
+    TrackerAvailability,
+    WorkspaceLayout,
+    completion_gate_pr_prompt,
+    completion_gate_prompt,
+    select_kickoff,
+)
+from state import (
+    CheckpointApproval,
+    EventKind,
+    Job,
+    JobStatus,
+    PhaseUsage,
+    StateBackend,
+    WorkflowPhaseInfo,
+    WorkflowSwitch,
+)
+
+if TYPE_CHECKING:
+    from engine.config import LocalConfig
+    from engine.overlay import OverlayManager
+    from engine.paths import CoroPaths
+    from engine.workflow import PhaseConfig, Workflow
+
+__all__ = ["CHECKPOINT_PREFIX", "JobRunner", "OpenToolbox", "RunOutcome", "budget_exceeded"]
+
+#: Opens the phase's tools: ``(context, allowed names or None) -> async context of a ToolBox``.
+OpenToolbox = Callable[["ToolContext", "set[str] | None"], AbstractAsyncContextManager["ToolBox"]]
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_PREFIX = "developer-input: approval after "
+BUDGET_PREFIX = "developer-input: budget reached"
+STALLED_PREFIX = "developer-input: stalled"
+
+
+@dataclass(slots=True)
+class RunOutcome:
+    """How a run stopped: the job's status when it did."""
+
+    status: JobStatus
+
+
+def budget_exceeded(job: Job, config: LocalConfig) -> str | None:
+    """A description of the budget the job has used up, or ``None``.
+
+    ``params.budget`` (``{"maxTokens": …, "maxCostUsd": …}``) overrides ``jobs.budget``.
+    """
+    raw = job.params.get("budget")
+    own: dict[str, Any] = raw if isinstance(raw, dict) else {}
+    max_tokens = own.get("maxTokens", config.jobs.budget.max_tokens)
+    max_cost = own.get("maxCostUsd", config.jobs.budget.max_cost_usd)
+    used = job.token_usage
+    if max_tokens is not None and used.total_tokens >= max_tokens:
+        return f"{used.total_tokens:,} tokens used of a budget of {int(max_tokens):,}"
+    if max_cost is not None and used.total_cost_usd >= max_cost:
+        return f"${used.total_cost_usd:.2f} spent of a budget of ${float(max_cost):.2f}"
+    return None
+
+
+class JobRunner:
+    """Runs jobs phase by phase. One instance serves every job of an engine.
+
+    Args:
+        store: where jobs and their events live.
+        config: returns the current config (it can change while the runner lives).
+        paths: the ``CORO_HOME`` layout.
+        overlays: builds and loads each job's intelligence overlay and workflows.
+        executors: the executor registry.
+        toolbox: opens the phase's domain tools (``engine.tools.open_domain_toolbox``).
+    """
+
+    def __init__(
+        self,
+        *,
+        store: StateBackend,
+        config: Callable[[], LocalConfig],
+        paths: Callable[[], CoroPaths],
+        overlays: OverlayManager,
+        executors: ExecutorRegistry,
+        toolbox: OpenToolbox | None = None,
+    ) -> None:
+        self.store = store
+        self._config = config
+        self._paths = paths
+        self.overlays = overlays
+        self.executors = executors
+        if toolbox is None:
+            from engine.tools import open_domain_toolbox
+
+            toolbox = open_domain_toolbox
+        self._toolbox = toolbox
+        self._prompts = PromptBuilder()
+
+    # -- transitions ----------------------------------------------------------------------------
+    async def _log(self, job: Job, line: str) -> None:
+        await self.store.append_event(job.id, EventKind.LOG, {"line": line})
+
+    async def _set_status(
+        self, job: Job, status: JobStatus | str, *, reason: str | None = None
+    ) -> None:
+        """Save the new status, then announce it (state is written before it is told)."""
+        before = job.status
+        job.status = JobStatus(status)
+        await self.store.save_job(job)
+        if before != job.status:
+            data = {"from": before.value, "to": job.status.value}
+            if reason:
+                data["reason"] = reason
+            await self.store.append_event(job.id, EventKind.STATUS, data)
+
+    async def _move(self, job: Job, to: str, *, why: str | None = None) -> None:
+        """Put the job in another phase and announce it."""
+        before = job.phase
+        job.phase = to
+        if before != to:
+            await self.store.save_job(job)
+            data: dict[str, Any] = {"from": before, "to": to}
+            if why:
+                data["reason"] = why
+            await self.store.append_event(job.id, EventKind.PHASE, data)
+
+    async def _enter_phase(self, job: Job, phase: PhaseConfig) -> None:
+        await self._move(job, phase.name)
+        await self._set_status(job, phase.status)
+
+    async def park(self, job: Job, status: JobStatus, awaiting: str, reason: str) -> None:
+        job.awaiting_event = awaiting
+        await self._set_status(job, status, reason=reason)
+        await self.store.flush()
+
+    # -- the loop -------------------------------------------------------------------------------
+    async def run(self, job_id: str) -> RunOutcome:
+        """Run the job until it parks, stops or ends; returns how it stopped."""
+        job = await self.store.get_job(job_id)
+        if job is None:
+            raise CoroError(f"no job {job_id!r}")
+        try:
+            return await self._loop(job)
+        except asyncio.CancelledError:
+            await self.store.flush()
+            raise
+        except CoroError as exc:
+            await self._escalate(job, exc.message)
+            return RunOutcome(job.status)
+        except Exception as exc:
+            log.exception("job %s crashed in the runner", job.id)
+            await self._escalate(job, f"the runner hit an internal error: {exc!r}")
+            return RunOutcome(job.status)
+
+    async def _escalate(self, job: Job, message: str) -> None:
+        fresh = await self.store.get_job(job.id)
+        if fresh is not None:
+            job = fresh
+        job.escalation_message = message
+        await self._log(job, f"[escalated] {message}")
+        await self._set_status(job, JobStatus.ESCALATED, reason=message)
+        await self.store.flush()
+
+    async def _loop(self, job: Job) -> RunOutcome:
+        while True:
+            if job.status.is_terminal or job.status.is_parked or job.status.is_stopped:
+                return RunOutcome(job.status)
+            await self.overlays.resolve(job)
+            workflow = self.overlays.load_workflow(job.id, job.workflow_path)
+            if not job.workflow_phases:
+                self._record_phases(job, workflow)
+            phase = workflow.phase(job.phase or workflow.start_for(job.trigger_source)[0])
+            await self._enter_phase(job, phase)
+            exceeded = budget_exceeded(job, self._config())
+            if exceeded:
+                await self._log(job, f"[budget] {exceeded}: parked before phase {phase.name}")
+                await self.park(
+                    job, JobStatus.AWAITING_DEVELOPER_INPUT, f"{BUDGET_PREFIX}: {exceeded}",
+                    f"budget reached ({exceeded}); raise params.budget or cancel the job",
+                )  # fmt: skip
+                return RunOutcome(job.status)
+            if phase.agent is None:
+                if await self._runner_managed(job, workflow, phase):
+                    return RunOutcome(job.status)
+                continue
+            result, signals = await self._run_phase(job, workflow, phase)
+            if await self._after_phase(job, workflow, phase, result, signals):
+                return RunOutcome(job.status)
+            await self.store.save_job(job, durable=True)  # a phase boundary
+
+    async def _runner_managed(self, job: Job, workflow: Workflow, phase: PhaseConfig) -> bool:
+        """A phase without an agent parks when its status is a waiting one, else passes.
+
+        Returns True when the run should stop.
+        """
+        if job.status.is_parked:
+            job.awaiting_event = job.awaiting_event or "pr:merged"
+            await self.store.save_job(job, durable=True)
+            return True
+        return await self._advance(job, workflow, phase)
+
+    def _record_phases(self, job: Job, workflow: Workflow) -> None:
+        job.workflow_phases = [
+            WorkflowPhaseInfo(
+                name=p.name,
+                status=p.status,
+                interactive_checkpoint=p.interactive_checkpoint,
+                agent=p.agent,
+            )
+            for p in workflow.phases
+        ]
+
+    async def _run_phase(
+        self, job: Job, workflow: Workflow, phase: PhaseConfig
+    ) -> tuple[PhaseResult, PhaseSignals]:
+        config = self._config()
+        paths = self._paths()
+        job_dir = paths.job_dir(job.id)
+        intelligence_dir = self.overlays.intelligence_dir(job.id)
+        assignment = assign(job, phase, config)
+        executor = self.executors.executor(assignment.provider, config)
+        system_prompt = self._prompts.build(
+            job,
+            workflow,
+            phase,
+            intelligence_dir=intelligence_dir,
+            scm=ScmAvailability(),
+            tracker=TrackerAvailability(),
+            workspace=WorkspaceLayout(job_dir=job_dir, repo_dir=None,
+                                      intelligence_dir=intelligence_dir),
+        )  # fmt: skip
+        resumed = bool(job.conversation_history)
+        kickoff = select_kickoff(job, workflow, phase, resumed=resumed, now=datetime.now(UTC))
+        signals = PhaseSignals()
+        context = ToolContext(
+            job=job,
+            workflow=workflow,
+            phase=phase,
+            signals=signals,
+            store=self.store,
+            config=config,
+            job_dir=job_dir,
+            intelligence_dir=intelligence_dir,
+            proposals_dir=paths.intelligence_dir / "proposals",
+            tenant_id=self.overlays.tenant_id,
+            known_workflows=lambda path: self.overlays.workflow_exists(job.id, path),
+        )
+        await self.store.append_event(
+            job.id,
+            "phase_started",
+            {"phase": phase.name, "provider": assignment.provider, "model": assignment.model,
+             "resumed": resumed},
+        )  # fmt: skip
+        started = time.monotonic()
+        allowed = set(phase.tools) if phase.tools is not None else None
+        async with self._toolbox(context, allowed) as tools:
+            request = PhaseRequest(
+                job=job,
+                workflow=workflow,
+                phase=phase,
+                provider=assignment.provider,
+                model=assignment.model,
+                system_prompt=system_prompt,
+                kickoff=kickoff,
+                cwd=job_dir,
+                intelligence_dir=intelligence_dir,
+                tools=tools,
+                signals=signals,
+                context=context,
+                resume_conversation=list(job.conversation_history),
+                steering=SteeringChannel(),
+            )
+            result = await self._execute_watched(job, executor, request)
+        if not result.usage.duration_ms:
+            result.usage.duration_ms = int((time.monotonic() - started) * 1000)
+        return result, signals
+
+    async def _execute_watched(
+        self, job: Job, executor: PhaseExecutor, request: PhaseRequest
+    ) -> PhaseResult:
+        """Run the executor under the idle watchdog (nudge, then park a stalled phase)."""
+        settings = self._config().jobs.idle_watchdog
+        task = asyncio.ensure_future(executor.execute_phase(request))
+        if not settings.enabled:
+            return await task
+        idle_limit = settings.idle_minutes * 60
+        nudges = 0
+        try:
+            while True:
+                done, _ = await asyncio.wait(
+                    {task}, timeout=min(settings.check_seconds, idle_limit)
+                )
+                if done:
+                    return task.result()
+                idle = time.monotonic() - request.steering.last_activity
+                if idle < idle_limit:
+                    continue
+                if nudges < settings.nudges:
+                    nudges += 1
+                    request.steering.push(
+                        f"[SYSTEM NUDGE] No progress for {idle / 60:.1f} minutes. Continue your "
+                        "work, or call escalate if you are blocked."
+                    )
+                    request.steering.touch()
+                    await self._log(job, f"[watchdog] nudge {nudges} after {idle:.0f}s idle")
+                    continue
+                await self._log(job, f"[watchdog] no progress after {nudges} nudges: stopping")
+                task.cancel()
+                with suppress(asyncio.CancelledError, TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(task), settings.grace_seconds)
+                return PhaseResult(
+                    stop_reason="interrupted",
+                    usage=PhaseUsage(phase=request.phase.name, model=request.model),
+                    conversation=list(job.conversation_history),
+                    error=f"stalled: no progress for {idle / 60:.1f} minutes after {nudges} nudges",
+                )
+        finally:
+            if not task.done():
+                task.cancel()
+
+    # -- after a phase --------------------------------------------------------------------------
+    async def _after_phase(
+        self,
+        job: Job,
+        workflow: Workflow,
+        phase: PhaseConfig,
+        result: PhaseResult,
+        signals: PhaseSignals,
+    ) -> bool:
+        """Apply the phase's outcome to the job. Returns True when the run should stop."""
+        await self._account(job, phase, result)
+        if signals.new_session_reason is None:
+            job.conversation_history = result.conversation
+        job.session_id = None if signals.new_session_reason else result.session_id
+        job.pending_prompt = None  # it was delivered with this phase's kickoff
+        if result.stop_reason == "rate_limited" and result.rate_limit is not None:
+            job.rate_limit_info = result.rate_limit
+            resume = datetime.fromtimestamp(result.rate_limit.resume_at / 1000, UTC)
+            await self.park(
+                job, JobStatus.AWAITING_RATE_LIMIT, "rate-limit",
+                f"{result.rate_limit.provider} is limiting requests; resuming at "
+                f"{resume:%H:%M:%S} UTC",
+            )  # fmt: skip
+            return True
+        job.rate_limit_info = None
+        if result.stop_reason == "error":
+            await self._escalate(job, result.error or "the executor failed without a message")
+            return True
+        if result.stop_reason == "turn_cap":
+            cap = self._config().llm.max_turns_per_phase
+            await self._escalate(
+                job,
+                f"phase {phase.name!r} reached the cap of {cap} model turns without finishing "
+                "(llm.maxTurnsPerPhase); look at the log, then resume or raise the cap",
+            )
+            return True
+        if result.stop_reason == "interrupted" and not signals.ends_phase:
+            reason = result.error or "paused by developer"
+            prefix = STALLED_PREFIX if reason.startswith("stalled") else "developer-input:"
+            await self.park(job, JobStatus.AWAITING_DEVELOPER_INPUT, f"{prefix} {reason}", reason)
+            return True
+        if signals.escalated:
+            await self._escalate(job, signals.escalation_reason or "escalated by the agent")
+            return True
+        if signals.awaiting_event is not None:
+            job.awaiting_pr_id = signals.awaiting_pr_id
+            developer = signals.awaiting_event.startswith("developer-input:")
+            status = (
+                JobStatus.AWAITING_DEVELOPER_INPUT if developer else JobStatus.AWAITING_PR_MERGE
+            )
+            await self.park(
+                job, status, signals.awaiting_event, f"waiting for {signals.awaiting_event}"
+            )
+            return True
+        if signals.switch_workflow is not None:
+            await self._switch(job, workflow, phase, signals)
+            return False
+        if signals.next_phase is not None:
+            job.completion_gate_blocks = 0
+            await self._move(job, signals.next_phase, why="goto_phase")
+            return False
+        return await self._advance(job, workflow, phase)
+
+    async def _account(self, job: Job, phase: PhaseConfig, result: PhaseResult) -> None:
+        usage = result.usage
+        usage.phase = usage.phase or phase.name
+        usage.work_item = usage.work_item or job.current_work_item
+        job.phase_usage.append(usage)
+        job.token_usage.add(usage)
+        await self.store.append_event(job.id, EventKind.USAGE, usage.to_wire())
+
+    async def _switch(
+        self, job: Job, workflow: Workflow, phase: PhaseConfig, signals: PhaseSignals
+    ) -> None:
+        switch = signals.switch_workflow
+        assert switch is not None
+        target = self.overlays.load_workflow(job.id, switch.workflow_path)
+        to_phase = switch.to_phase or target.start_for(job.trigger_source)[0]
+        target.phase(to_phase)  # refuse an unknown phase before changing anything
+        job.workflow_path_history.append(
+            WorkflowSwitch.model_validate(
+                {"from": job.workflow_path, "to": switch.workflow_path, "fromPhase": phase.name,
+                 "toPhase": to_phase, "reason": switch.reason, "by": "switch_workflow"}
+            )
+        )  # fmt: skip
+        job.workflow_path = switch.workflow_path
+        job.params.update(switch.params_patch)
+        job.completion_gate_blocks = 0
+        self._record_phases(job, target)
+        await self._move(job, to_phase, why="switch_workflow")
+        await self._log(
+            job, f"[workflow] switched to {switch.workflow_path} at {to_phase}: {switch.reason}"
+        )
+
+    async def _advance(self, job: Job, workflow: Workflow, phase: PhaseConfig) -> bool:
+        nxt = workflow.next_phase(phase.name)
+        if (
+            phase.interactive_checkpoint
+            and job.interactive
+            and job.approved_advance_from_phase != phase.name
+        ):
+            job.awaiting_next_phase = nxt
+            await self.park(
+                job, JobStatus.AWAITING_DEVELOPER_INPUT, f"{CHECKPOINT_PREFIX}{phase.name}",
+                f"checkpoint: approve to continue after {phase.name}",
+            )  # fmt: skip
+            return True
+        job.approved_advance_from_phase = None
+        if nxt is not None:
+            job.completion_gate_blocks = 0
+            await self._move(job, nxt)
+            return False
+        return await self._gate_or_complete(job)
+
+    async def _gate_or_complete(self, job: Job) -> bool:
+        """The completion gate: a job completes only with no open work (or escalates to fail)."""
+        open_items = job.open_work_items()
+        open_prs = job.open_pr_mappings() if not job.work_items else []
+        if not open_items and not open_prs:
+            await self._complete(job)
+            return True
+        cap = self._config().jobs.completion_gate_max_retries
+        job.completion_gate_blocks += 1
+        blocking = (
+            ", ".join(w.name for w in open_items)
+            if open_items
+            else "open PRs " + ", ".join(f"#{p.pr_id}" for p in open_prs)
+        )
+        await self._log(
+            job, f"[completion-gate] blocked {job.completion_gate_blocks}/{cap}: {blocking}"
+        )
+        if job.completion_gate_blocks >= cap:
+            job.escalation_message = (
+                f"the completion gate blocked {cap} times in a row; still open: {blocking}"
+            )
+            await self._set_status(job, JobStatus.FAILED, reason=job.escalation_message)
+            await self.store.flush()
+            return True
+        make = completion_gate_prompt if open_items else completion_gate_pr_prompt
+        job.pending_prompt = make(job, attempt=job.completion_gate_blocks, max_attempts=cap)
+        return False
+
+    async def _complete(self, job: Job) -> None:
+        job.awaiting_event = None
+        job.awaiting_next_phase = None
+        job.completion_gate_blocks = 0
+        await self._set_status(job, JobStatus.COMPLETE, reason="all phases done")
+        await self.store.flush()
+
+    # -- developer actions ----------------------------------------------------------------------
+    async def approve(self, job: Job, *, by: str | None, message: str | None) -> bool:
+        """Release a checkpoint park. Returns True when the job should be dispatched."""
+        assert job.awaiting_event is not None and job.phase is not None
+        job.checkpoint_approval = CheckpointApproval(
+            for_phase=job.phase, approved_by=by, message=message
+        )
+        job.approved_advance_from_phase = job.phase
+        job.awaiting_event = None
+        nxt, job.awaiting_next_phase = job.awaiting_next_phase, None
+        await self._log(job, f"[approved] after {job.phase}" + (f" by {by}" if by else ""))
+        if nxt is not None:
+            approved = job.phase
+            job.completion_gate_blocks = 0
+            await self._move(job, nxt, why=f"approved after {approved}")
+            await self._set_status(job, JobStatus.QUEUED, reason=f"approved after {approved}")
+            return True
+        if await self._gate_or_complete(job):
+            return False
+        await self._set_status(job, JobStatus.QUEUED, reason="approved; completion gate open")
+        return True

@@ -1,0 +1,374 @@
+"""``Engine``: the running coro engine — state, dispatcher, runner, timers and config reload.
+
+The TUI, the HTTP shim and the headless runner all drive jobs through one ``Engine``::
+
+    engine = Engine()                 # CORO_HOME from the environment
+    await engine.start()              # opens state.db, recovers interrupted jobs
+    job = await engine.create_job(JobInput(params={"repo": "acme/svc", ...}))
+    ...
+    await engine.stop()               # drains running phases, flushes, closes
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from engine.config import LocalConfig, load_config
+from engine.dispatcher import Dispatcher
+from engine.errors import ConfigError, CoroError
+from engine.executors import ExecutorRegistry
+from engine.overlay import OverlayManager
+from engine.paths import CoroPaths
+from engine.runner import CHECKPOINT_PREFIX, JobRunner, OpenToolbox
+from state import (
+    EventKind,
+    Job,
+    JobInput,
+    JobNotFoundError,
+    JobStatus,
+    SqliteStateBackend,
+    StateBackend,
+)
+
+__all__ = ["ActionRefused", "Engine"]
+
+log = logging.getLogger(__name__)
+
+
+class ActionRefused(CoroError):
+    """The job's status does not allow what was asked (resume a complete job, …)."""
+
+    title = "Not possible now"
+
+
+def _slug(text: str) -> str:
+    name = text.rstrip("/").rsplit("/", 1)[-1]
+    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+    return slug[:40] or "job"
+
+
+class Engine:
+    """Owns everything that runs jobs in this process.
+
+    Args:
+        home: ``CORO_HOME`` (default: from the environment).
+        store: a state backend (default: SQLite at ``$CORO_HOME/state.db``).
+        executors: the executor registry (default: discovered from entry points).
+        toolbox: opens each phase's tools (default: the in-process MCP domain tools).
+        watch_config: reload ``config.json`` when it changes on disk.
+    """
+
+    def __init__(
+        self,
+        home: Path | None = None,
+        *,
+        store: StateBackend | None = None,
+        executors: ExecutorRegistry | None = None,
+        toolbox: OpenToolbox | None = None,
+        watch_config: bool = True,
+    ) -> None:
+        self.paths = CoroPaths.from_home(home)
+        self.config = LocalConfig()
+        self.config_error: str | None = None
+        self._store = store
+        self.executors = executors or ExecutorRegistry()
+        self._toolbox = toolbox
+        self._watch = watch_config
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._watcher: asyncio.Task[None] | None = None
+        self._started = False
+        self.dispatcher: Dispatcher | None = None
+        self.runner: JobRunner | None = None
+
+    @property
+    def store(self) -> StateBackend:
+        if self._store is None:
+            raise CoroError("the engine is not started")
+        return self._store
+
+    # -- lifecycle --------------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Load the config, open state, and resume what a previous process left running."""
+        if self._started:
+            return
+        self.config = load_config(self.paths.config_file)
+        self.paths = CoroPaths.from_home(self.paths.home, self.config)
+        self.paths.ensure()
+        if self._store is None:
+            self._store = SqliteStateBackend(
+                self.paths.state_db, synchronous=self.config.state.synchronous
+            )
+        await self._store.open()
+        self.overlays = OverlayManager(self.config, self.paths, known_tool=self._known_tool)
+        self.runner = JobRunner(
+            store=self._store,
+            config=lambda: self.config,
+            paths=lambda: self.paths,
+            overlays=self.overlays,
+            executors=self.executors,
+            toolbox=self._toolbox,
+        )
+        self.dispatcher = Dispatcher(self._run, max_concurrent=self.config.jobs.max_concurrent)
+        self._started = True
+        await self._recover()
+        if self._watch:
+            self._watcher = asyncio.create_task(self._watch_config(), name="coro-config-watch")
+
+    async def stop(self, *, grace: float = 30.0) -> None:
+        """Stop taking jobs, let running phases finish for ``grace`` seconds, save, close."""
+        if not self._started:
+            return
+        self._started = False
+        if self._watcher is not None:
+            self._watcher.cancel()
+            await asyncio.gather(self._watcher, return_exceptions=True)
+        for handle in self._timers.values():
+            handle.cancel()
+        self._timers.clear()
+        assert self.dispatcher is not None
+        cut = await self.dispatcher.close(grace=grace)
+        for job_id in cut:
+            log.info("job %s was mid-phase at shutdown; it resumes at the next start", job_id)
+        await self.store.close()
+
+    async def __aenter__(self) -> Engine:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    def _known_tool(self, name: str) -> bool:
+        from engine.tools import domain_tool_names
+
+        return name in domain_tool_names()
+
+    async def _run(self, job_id: str) -> None:
+        assert self.runner is not None
+        outcome = await self.runner.run(job_id)
+        if outcome.status is JobStatus.AWAITING_RATE_LIMIT:
+            job = await self.store.get_job(job_id)
+            if job is not None:
+                self._arm_rate_limit(job)
+
+    def _dispatch(self, job_id: str) -> None:
+        assert self.dispatcher is not None
+        self.dispatcher.dispatch(job_id)
+
+    async def _recover(self) -> None:
+        """Resume jobs a previous process left mid-phase or queued; re-arm rate-limit timers."""
+        jobs = await self.store.list_jobs()
+        for job in reversed(jobs):  # oldest first, so queued jobs keep their order
+            if job.status.is_running:
+                await self.store.append_event(
+                    job.id,
+                    EventKind.RECOVERED,
+                    {"phase": job.phase, "status": job.status.value},
+                )
+                await self.store.append_event(
+                    job.id,
+                    EventKind.LOG,
+                    {"line": f"[recovered] resuming phase {job.phase} after a restart"},
+                )
+                self._dispatch(job.id)
+            elif job.status is JobStatus.QUEUED:
+                self._dispatch(job.id)
+            elif job.status is JobStatus.AWAITING_RATE_LIMIT:
+                self._arm_rate_limit(job)
+
+    def _arm_rate_limit(self, job: Job) -> None:
+        info = job.rate_limit_info
+        delay = 0.0 if info is None else max(0.0, info.resume_at / 1000 - time.time())
+        old = self._timers.pop(job.id, None)
+        if old is not None:
+            old.cancel()
+        loop = asyncio.get_running_loop()
+        self._timers[job.id] = loop.call_later(
+            delay, lambda: asyncio.ensure_future(self._rate_limit_over(job.id))
+        )
+
+    async def _rate_limit_over(self, job_id: str) -> None:
+        self._timers.pop(job_id, None)
+        job = await self.store.get_job(job_id)
+        if job is None or job.status is not JobStatus.AWAITING_RATE_LIMIT:
+            return
+        job.awaiting_event = None
+        await self._requeue(job, "rate limit window over")
+
+    async def _requeue(self, job: Job, reason: str) -> None:
+        before = job.status
+        job.status = JobStatus.QUEUED
+        await self.store.save_job(job)
+        await self.store.append_event(
+            job.id, EventKind.STATUS, {"from": before.value, "to": "queued", "reason": reason}
+        )
+        self._dispatch(job.id)
+
+    # -- config -----------------------------------------------------------------------------------
+    async def _watch_config(self) -> None:
+        from watchfiles import awatch
+
+        target = self.paths.config_file
+        async for changes in awatch(target.parent, debounce=200, recursive=False):
+            if any(Path(path) == target for _, path in changes):
+                self.reload_config()
+
+    def reload_config(self) -> bool:
+        """Apply ``config.json`` as it is now; keep the last good config if it is invalid."""
+        try:
+            config = load_config(self.paths.config_file)
+        except ConfigError as exc:
+            self.config_error = exc.message
+            log.warning("config.json not applied, keeping the last good one: %s", exc.message)
+            return False
+        self.config_error = None
+        self.config = config
+        self.paths = CoroPaths.from_home(self.paths.home, config)
+        self.overlays.reconfigure(config, self.paths)
+        for provider in self.executors.providers:
+            self.executors.forget(provider)
+        if self.dispatcher is not None:
+            self.dispatcher.set_max_concurrent(config.jobs.max_concurrent)
+        log.info("config.json reloaded")
+        return True
+
+    # -- jobs -------------------------------------------------------------------------------------
+    async def _require(self, job_id: str) -> Job:
+        job = await self.store.get_job(job_id)
+        if job is None:
+            raise JobNotFoundError(job_id)
+        return job
+
+    async def create_job(self, spec: JobInput, *, job_id: str | None = None) -> Job:
+        """Create a job from a request and queue it."""
+        params = dict(spec.params)
+        if job_id is None:
+            base = _slug(str(params.get("serviceName") or params.get("repo") or "job"))
+            job_id = f"{base}-job-{int(time.time() * 1000)}"
+        job = Job(
+            id=job_id,
+            type=spec.type,
+            tenant_id=self.overlays.tenant_id,
+            workflow_path=spec.workflow_path,
+            params=params,
+            trigger_source=spec.trigger_source,
+            interactive=spec.interactive,
+            insights=list(spec.initial_insights),
+        )
+        await self.store.create_job(job)
+        await self.store.append_event(
+            job.id,
+            EventKind.JOB_CREATED,
+            {"workflowPath": job.workflow_path, "triggerSource": job.trigger_source},
+        )
+        self._dispatch(job.id)
+        return job
+
+    async def approve(
+        self, job_id: str, *, by: str | None = None, message: str | None = None
+    ) -> Job:
+        """Release a job parked at an interactive checkpoint."""
+        job = await self._require(job_id)
+        if not (job.awaiting_event or "").startswith(CHECKPOINT_PREFIX):
+            raise ActionRefused(
+                f"job {job_id} is {job.status.value}, not waiting at a checkpoint; "
+                "there is nothing to approve"
+            )
+        assert self.runner is not None
+        if await self.runner.approve(job, by=by, message=message):
+            self._dispatch(job.id)
+        return job
+
+    async def resume(
+        self,
+        job_id: str,
+        *,
+        from_phase: str | None = None,
+        clear_session: bool = False,
+        message: str | None = None,
+    ) -> Job:
+        """Start a parked, escalated or failed job again (optionally at another phase)."""
+        job = await self._require(job_id)
+        if not job.status.is_resumable:
+            raise ActionRefused(
+                f"job {job_id} is {job.status.value}; only parked, escalated or failed jobs "
+                "can be resumed"
+            )
+        if (job.awaiting_event or "").startswith(CHECKPOINT_PREFIX) and from_phase is None:
+            return await self.approve(job_id, message=message)
+        if from_phase is not None:
+            workflow = self.overlays.load_workflow(job.id, job.workflow_path)
+            workflow.phase(from_phase)
+            job.phase = from_phase
+        if clear_session:
+            job.conversation_history = []
+            job.session_id = None
+        if message:
+            from engine.prompt import developer_message_prompt
+
+            job.pending_prompt = developer_message_prompt(message)
+        job.awaiting_event = None
+        job.awaiting_pr_id = None
+        job.escalation_message = None
+        job.completion_gate_blocks = 0
+        await self.store.append_event(
+            job.id, EventKind.LOG, {"line": f"[manual-resume] from {job.status.value}"}
+        )
+        await self._requeue(job, "resumed by developer")
+        return job
+
+    async def cancel(self, job_id: str, *, reason: str = "cancelled by developer") -> Job:
+        """Stop a job for good."""
+        job = await self._require(job_id)
+        if not job.status.is_cancellable:
+            raise ActionRefused(f"job {job_id} is already {job.status.value}")
+        assert self.dispatcher is not None
+        await self.dispatcher.cancel(job_id)
+        timer = self._timers.pop(job_id, None)
+        if timer is not None:
+            timer.cancel()
+        job = await self._require(job_id)  # the run may have saved on its way out
+        before = job.status
+        job.status = JobStatus.CANCELLED
+        job.escalation_message = reason
+        await self.store.save_job(job, durable=True)
+        await self.store.append_event(
+            job.id, EventKind.STATUS, {"from": before.value, "to": "cancelled", "reason": reason}
+        )
+        return job
+
+    async def set_interactive(self, job_id: str, interactive: bool) -> Job:
+        """Turn checkpoints on or off; turning them off releases a checkpoint park."""
+        job = await self._require(job_id)
+        job.interactive = interactive
+        await self.store.save_job(job, durable=True)
+        if not interactive and (job.awaiting_event or "").startswith(CHECKPOINT_PREFIX):
+            return await self.approve(job_id, by="interactive off")
+        return job
+
+    async def wait_until(self, job_id: str, predicate: Callable[[Job], bool] | None = None) -> Job:
+        """Wait until the job is parked or stopped (or ``predicate(job)`` holds) and the log
+        has announced its current status.
+
+        Bound it with ``asyncio.timeout(...)``: it waits as long as the job takes.
+        """
+        stream = self.store.subscribe(job_id)
+        announced: str | None = None
+        try:
+            while True:
+                job = await self._require(job_id)
+                done = (
+                    predicate(job) if predicate else job.status.is_parked or job.status.is_stopped
+                )
+                if done and announced == job.status.value:
+                    return job
+                for event in await anext(stream):
+                    if event.kind == EventKind.STATUS:
+                        announced = event.data.get("to")
+        finally:
+            await stream.aclose()  # type: ignore[attr-defined]
