@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from engine.config import LocalConfig, load_config
+from engine.config import ConfigFingerprint, LocalConfig, config_fingerprint, load_config
 from engine.dispatcher import Dispatcher
 from engine.errors import ConfigError, CoroError
 from engine.executors import ExecutorRegistry
@@ -84,6 +84,9 @@ class Engine:
         self._started = False
         self.dispatcher: Dispatcher | None = None
         self.runner: JobRunner | None = None
+        self._config_fingerprint: ConfigFingerprint | None = None
+        self.config_listeners: list[Callable[[bool], None]] = []
+        """Called after every reload attempt with whether the new config was applied."""
 
     @property
     def store(self) -> StateBackend:
@@ -96,6 +99,7 @@ class Engine:
         """Load the config, open state, and resume what a previous process left running."""
         if self._started:
             return
+        self._config_fingerprint = config_fingerprint(self.paths.config_file)
         self.config = load_config(self.paths.config_file)
         self.paths = CoroPaths.from_home(self.paths.home, self.config)
         self.paths.ensure()
@@ -211,12 +215,39 @@ class Engine:
 
     # -- config -----------------------------------------------------------------------------------
     async def _watch_config(self) -> None:
+        """Reload on change. The file's content fingerprint decides (so touching it does
+        nothing), and it is also compared every second, which catches an edit made before the
+        file-system watch was in place."""
         from watchfiles import awatch
 
         target = self.paths.config_file
-        async for changes in awatch(target.parent, debounce=200, recursive=False):
-            if any(Path(path) == target for _, path in changes):
+        watched = [target.parent]
+        tenant = self._tenant_dir()
+        if tenant is not None:
+            watched.append(tenant)
+        async for changes in awatch(
+            *watched, debounce=200, yield_on_timeout=True, rust_timeout=1000,
+            watch_filter=lambda _change, path: Path(path) == target
+            or (tenant is not None and Path(path).is_relative_to(tenant)),
+        ):  # fmt: skip
+            fingerprint = config_fingerprint(target)
+            if fingerprint != self._config_fingerprint:
+                self._config_fingerprint = fingerprint
                 self.reload_config()
+            touched = [p for _, p in changes if tenant is not None and p != str(target)]
+            if touched:
+                # Overlays are re-resolved at every phase boundary: the next phase sees it.
+                log.info(
+                    "tenant layer changed (%d files); the next phase picks it up", len(touched)
+                )
+
+    def _tenant_dir(self) -> Path | None:
+        overlay = self.config.tenant.overlay
+        if overlay.kind == "localDir":
+            return Path(overlay.path).expanduser()
+        if overlay.kind == "none" and self.paths.intelligence_dir.is_dir():
+            return self.paths.intelligence_dir
+        return None
 
     def reload_config(self) -> bool:
         """Apply ``config.json`` as it is now; keep the last good config if it is invalid."""
@@ -225,6 +256,7 @@ class Engine:
         except ConfigError as exc:
             self.config_error = exc.message
             log.warning("config.json not applied, keeping the last good one: %s", exc.message)
+            self._tell_listeners(False)
             return False
         self.config_error = None
         self.config = config
@@ -235,7 +267,15 @@ class Engine:
         if self.dispatcher is not None:
             self.dispatcher.set_max_concurrent(config.jobs.max_concurrent)
         log.info("config.json reloaded")
+        self._tell_listeners(True)
         return True
+
+    def _tell_listeners(self, applied: bool) -> None:
+        for listener in list(self.config_listeners):
+            try:
+                listener(applied)
+            except Exception:
+                log.exception("a config listener failed")
 
     # -- jobs -------------------------------------------------------------------------------------
     async def _require(self, job_id: str) -> Job:
