@@ -1,0 +1,190 @@
+"""The domain tools of one phase, served by an in-process MCP server and called through a client.
+
+:func:`open_domain_toolbox` builds an ``MCPServer("coro")`` exposing the phase's allowed tools,
+connects an in-memory ``mcp.Client`` to it, and yields a :class:`DomainToolBox` (the
+:class:`~engine.phase.ToolBox` an executor offers the model). Every failure of a call — wrong
+arguments, a refusal, a crash in a handler — comes back as an error result the model can read;
+none of them breaks the connection.
+
+``mcp`` is imported when the first tool box opens, never when this module is imported.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
+from contextlib import asynccontextmanager
+from functools import cache
+from typing import TYPE_CHECKING, Any
+
+from engine.phase import ToolContext, ToolOutcome, ToolSpec
+from engine.tools._base import ToolError, render_result
+from engine.tools.domain import DOMAIN_TOOLS, DomainTool
+from engine.workflow import DOMAIN_TOOL_PREFIX
+
+if TYPE_CHECKING:
+    from mcp import Client
+    from mcp.server.mcpserver import MCPServer
+    from mcp.server.mcpserver.tools import Tool
+    from mcp.server.mcpserver.utilities.func_metadata import FuncMetadata
+    from mcp.types import CallToolResult
+
+__all__ = ["SERVER_NAME", "DomainToolBox", "open_domain_toolbox"]
+
+SERVER_NAME = "coro"
+
+logger = logging.getLogger(__name__)
+
+
+class DomainToolBox:
+    """The domain tools a phase may call, as ``mcp__coro__<name>``, through an MCP client."""
+
+    def __init__(
+        self,
+        client: Client | None,
+        specs: list[ToolSpec],
+        *,
+        phase: str,
+        registry: Mapping[str, DomainTool[Any]],
+    ) -> None:
+        self._client = client
+        self._specs = specs
+        self._phase = phase
+        self._registry = registry
+        self._short = {spec.name: spec.name.removeprefix(DOMAIN_TOOL_PREFIX) for spec in specs}
+
+    def specs(self) -> list[ToolSpec]:
+        return list(self._specs)
+
+    async def call(self, name: str, arguments: Mapping[str, Any]) -> ToolOutcome:
+        """Call a tool by its full name; every failure is an error outcome, never an exception."""
+        short = self._short.get(name) or self._short.get(DOMAIN_TOOL_PREFIX + name)
+        if short is None or self._client is None:
+            return ToolOutcome(self._unavailable(name), is_error=True)
+        from mcp import MCPError
+
+        try:
+            result = await self._client.call_tool(short, dict(arguments))
+        except MCPError as exc:
+            return ToolOutcome(f"{short}: the MCP call failed: {exc}", is_error=True)
+        text = "\n".join(block.text for block in result.content if block.type == "text")
+        return ToolOutcome(text, is_error=bool(result.is_error))
+
+    def _unavailable(self, name: str) -> str:
+        available = ", ".join(spec.name for spec in self._specs) or "none"
+        short = name.removeprefix(DOMAIN_TOOL_PREFIX)
+        if short in self._registry:
+            return (
+                f"tool {name!r} is not allowed in phase {self._phase!r}; "
+                f"the tools of this phase are: {available}"
+            )
+        return f"unknown tool {name!r}; available tools: {available}"
+
+
+@asynccontextmanager
+async def open_domain_toolbox(
+    ctx: ToolContext,
+    allowed: Collection[str] | None = None,
+    *,
+    tools: Mapping[str, DomainTool[Any]] | None = None,
+) -> AsyncIterator[DomainToolBox]:
+    """Serve the phase's domain tools and yield a tool box that calls them over MCP.
+
+    Enter and leave it in the same task (the client holds an anyio task group); the tool box
+    may be called from any task, concurrently.
+
+    Args:
+        ctx: the phase's tool context; every handler works on it.
+        allowed: the phase's allow-list of full names (``mcp__coro__log``); names of other
+            tools in it are ignored. ``None`` offers every tool.
+        tools: the registry to serve (default :data:`~engine.tools.domain.DOMAIN_TOOLS`).
+    """
+    registry = DOMAIN_TOOLS if tools is None else tools
+    selected = [
+        tool for tool in registry.values() if allowed is None or tool.qualified_name in allowed
+    ]
+    if not selected:
+        yield DomainToolBox(None, [], phase=ctx.phase.name, registry=registry)
+        return
+    from mcp import Client
+
+    server = _new_server([_mcp_tool(tool, ctx) for tool in selected])
+    async with Client(server, cache=None) as client:
+        listing = await client.list_tools()
+        specs = [
+            ToolSpec(DOMAIN_TOOL_PREFIX + t.name, t.description or "", dict(t.input_schema))
+            for t in listing.tools
+        ]
+        yield DomainToolBox(client, specs, phase=ctx.phase.name, registry=registry)
+
+
+def _new_server(tools: list[Tool]) -> MCPServer:
+    from mcp.server.mcpserver import MCPServer
+
+    # MCPServer() calls logging.basicConfig() with a rich handler on stderr, which would draw
+    # over the TUI; basicConfig leaves a root logger that already has a handler alone.
+    root = logging.getLogger()
+    guard = None if root.handlers else logging.NullHandler()
+    if guard is not None:
+        root.addHandler(guard)
+    try:
+        return MCPServer(SERVER_NAME, tools=tools)
+    finally:
+        if guard is not None:
+            root.removeHandler(guard)
+
+
+def _mcp_tool(tool: DomainTool[Any], ctx: ToolContext) -> Tool:
+    """``tool`` as an MCPServer tool with our own schema, validation and error results."""
+    from mcp.server.mcpserver.tools import Tool
+
+    return Tool(
+        fn=_runner(tool, ctx),
+        name=tool.name,
+        description=tool.description,
+        parameters=tool.input_schema,
+        fn_metadata=_raw_arguments(),
+        is_async=True,
+    )
+
+
+def _runner(
+    tool: DomainTool[Any], ctx: ToolContext
+) -> Callable[[dict[str, Any]], Awaitable[CallToolResult]]:
+    from mcp.types import CallToolResult, TextContent
+
+    def result(text: str, *, is_error: bool = False) -> CallToolResult:
+        return CallToolResult(content=[TextContent(type="text", text=text)], is_error=is_error)
+
+    async def run(arguments: dict[str, Any]) -> CallToolResult:
+        try:
+            value = await tool.invoke(ctx, arguments)
+        except ToolError as exc:
+            return result(exc.message, is_error=True)
+        except Exception as exc:
+            logger.exception("domain tool %s failed on job %s", tool.name, ctx.job.id)
+            return result(
+                f"{tool.name}: internal error in coro ({type(exc).__name__}: {exc}). This is "
+                "not a problem with your arguments; do not repeat the call more than once — "
+                "log what you were doing and carry on, or escalate if you cannot.",
+                is_error=True,
+            )
+        return result(render_result(value))
+
+    return run
+
+
+@cache
+def _raw_arguments() -> FuncMetadata:
+    """Hands a tool the raw arguments, so that :meth:`DomainTool.parse` validates them and
+    names the argument at fault (MCPServer's own message is a pydantic dump)."""
+    from mcp.server.mcpserver.utilities.func_metadata import ArgModelBase, FuncMetadata
+    from pydantic import ConfigDict
+
+    class RawArguments(ArgModelBase):
+        model_config = ConfigDict(extra="allow", arbitrary_types_allowed=True)
+
+        def model_dump_one_level(self) -> dict[str, Any]:
+            return {"arguments": dict(self.model_extra or {})}
+
+    return FuncMetadata(arg_model=RawArguments)
