@@ -35,6 +35,9 @@ log = logging.getLogger(__name__)
 _LAYER_NAME = re.compile(r"[a-z][a-z0-9-]*(?::\S+)?")
 _TENANT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _SKIPPED_NAMES = frozenset({".git"})
+#: Top-level folders of a layer that are not intelligence: proposals waiting for review are
+#: written to ``<tenant layer>/proposals/`` and must not reach any job until they are applied.
+_SKIPPED_TOP = frozenset({"proposals"})
 _ODD_PARTS = frozenset({"", ".", ".."})
 
 
@@ -146,7 +149,8 @@ def is_inside(path: str, directory: str) -> bool:
 def scan_layer(layer: Layer) -> dict[str, LayerFile]:
     """Every regular file in a layer, by POSIX path relative to its root.
 
-    ``.git`` is skipped. Nothing is read; the scan costs one ``stat`` per file.
+    ``.git`` and a top-level ``proposals/`` are skipped. Nothing is read; the scan costs one
+    ``stat`` per file.
 
     Raises:
         LayerEscapeError: a symlink in the layer resolves outside the layer's root.
@@ -174,7 +178,7 @@ def _walk(
         raise IntelligenceError(f"layer {layer.name}: cannot list {directory}: {exc}") from exc
     with entries:
         for entry in entries:
-            if entry.name in _SKIPPED_NAMES:
+            if entry.name in _SKIPPED_NAMES or (not prefix and entry.name in _SKIPPED_TOP):
                 continue
             relpath = prefix + entry.name
             if entry.is_symlink():

@@ -567,3 +567,18 @@ async def test_failed_first_clone_names_the_url_without_credentials(coro_home: P
 )
 def test_redact_url(url: str, shown: str) -> None:
     assert redact_url(url) == shown
+
+
+def test_pending_proposals_in_the_tenant_layer_never_reach_a_job(tmp_path: Path) -> None:
+    from engine.intelligence import IntelligenceResolver, Layer
+
+    tenant = tmp_path / "tenant"
+    (tenant / "proposals" / "prop-1" / "memory").mkdir(parents=True)
+    (tenant / "proposals" / "prop-1" / "memory" / "known-pitfalls.md").write_text("unreviewed")
+    (tenant / "agents").mkdir()
+    (tenant / "agents" / "proposals.md").write_text("a real agent")
+    dest = tmp_path / "out"
+    result = IntelligenceResolver().resolve("j", [Layer("tenant:t", tenant)], dest)
+    assert "agents/proposals.md" in result.winners
+    assert not any(path.startswith("proposals/") for path in result.winners)
+    assert not (dest / "proposals").exists()
