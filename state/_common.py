@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
-from state.models import Job, PrMapping, utcnow
+from state._broker import EventBroker
+from state.backend import EventInput
+from state.errors import JobNotFoundError
+from state.models import EventKind, Job, JobEvent, PrMapping, utcnow
 
-__all__ = ["apply_patch", "set_merged", "status_filter", "upsert_pr_mapping"]
+__all__ = ["BackendBase", "apply_patch", "set_merged", "status_filter", "upsert_pr_mapping"]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -63,3 +66,79 @@ def status_filter(status: str | Iterable[str] | None) -> set[str] | None:
     if isinstance(status, str):
         return {status}
     return {str(s) for s in status}
+
+
+class BackendBase:
+    """What both backends implement the same way, on top of their own primitives."""
+
+    _broker: EventBroker
+
+    @property
+    def _is_open(self) -> bool:
+        raise NotImplementedError
+
+    async def get_job(self, job_id: str) -> Job | None:
+        raise NotImplementedError
+
+    async def save_job(self, job: Job, *, durable: bool = False, ack: Iterable[int] = ()) -> Job:
+        raise NotImplementedError
+
+    async def list_jobs(
+        self, *, type: str | None = None, parent_id: str | None = None
+    ) -> list[Job]:
+        raise NotImplementedError
+
+    async def append_events(self, job_id: str, events: Sequence[EventInput]) -> list[int]:
+        raise NotImplementedError
+
+    async def read_events(
+        self, job_id: str, *, after_seq: int = 0, limit: int = 1000
+    ) -> list[JobEvent]:
+        raise NotImplementedError
+
+    async def read_all_events(
+        self, *, after_global_seq: int = 0, limit: int = 1000
+    ) -> list[JobEvent]:
+        raise NotImplementedError
+
+    async def list_jobs_by_type(self, type: str) -> list[Job]:
+        return await self.list_jobs(type=type)
+
+    async def list_child_jobs(self, parent_job_id: str) -> list[Job]:
+        return await self.list_jobs(parent_id=parent_job_id)
+
+    async def append_event(self, job_id: str, kind: str, data: Mapping[str, Any]) -> int:
+        return (await self.append_events(job_id, [(kind, data)]))[0]
+
+    async def append_log(self, job_id: str, line: str) -> int:
+        return (await self.append_logs(job_id, [line]))[0]
+
+    async def append_logs(self, job_id: str, lines: Sequence[str]) -> list[int]:
+        return await self.append_events(job_id, [(EventKind.LOG, {"line": s}) for s in lines])
+
+    async def _read_backlog(self, job_id: str | None, after: int, limit: int) -> list[JobEvent]:
+        if job_id is None:
+            return await self.read_all_events(after_global_seq=after, limit=limit)
+        return await self.read_events(job_id, after_seq=after, limit=limit)
+
+    def subscribe(
+        self, job_id: str | None = None, *, after: int = 0
+    ) -> AsyncIterator[list[JobEvent]]:
+        return self._broker.subscribe(job_id, after, is_open=lambda: self._is_open)
+
+    async def _fresh(self, job_id: str) -> Job:
+        job = await self.get_job(job_id)
+        if job is None:
+            raise JobNotFoundError(job_id)
+        return job
+
+    async def add_pr_mapping(self, job_id: str, mapping: PrMapping) -> Job:
+        job = await self._fresh(job_id)
+        upsert_pr_mapping(job, mapping)
+        return await self.save_job(job, durable=True)
+
+    async def mark_pr_merged(self, job_id: str, pr_id: int | str, merged_at: datetime) -> Job:
+        job = await self._fresh(job_id)
+        if set_merged(job, pr_id, merged_at):
+            await self.save_job(job, durable=True)
+        return job

@@ -5,12 +5,12 @@ from __future__ import annotations
 import itertools
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from state._broker import EventBroker
-from state._common import apply_patch, set_merged, status_filter, upsert_pr_mapping
+from state._common import BackendBase, apply_patch, status_filter
 from state.backend import EventInput
 from state.errors import DuplicateJobError, JobNotFoundError, StaleJobError, StateError
 from state.models import (
@@ -21,7 +21,6 @@ from state.models import (
     Investigation,
     Job,
     JobEvent,
-    PrMapping,
     Proposal,
     utcnow,
 )
@@ -29,7 +28,7 @@ from state.models import (
 __all__ = ["InMemoryStateBackend"]
 
 
-class InMemoryStateBackend:
+class InMemoryStateBackend(BackendBase):
     """Keeps everything in dicts. Objects handed out are copies, as with a real store."""
 
     def __init__(self) -> None:
@@ -49,6 +48,10 @@ class InMemoryStateBackend:
         self._inbox_ids = itertools.count(1)
         self._open = False
         self._broker = EventBroker(self._read_backlog)
+
+    @property
+    def _is_open(self) -> bool:
+        return self._open
 
     async def open(self) -> None:
         self._open = True
@@ -125,12 +128,6 @@ class InMemoryStateBackend:
     async def count_jobs(self, *, status: str | Iterable[str] | None = None) -> int:
         return len(await self.list_jobs(status=status))
 
-    async def list_jobs_by_type(self, type: str) -> list[Job]:
-        return await self.list_jobs(type=type)
-
-    async def list_child_jobs(self, parent_job_id: str) -> list[Job]:
-        return await self.list_jobs(parent_id=parent_job_id)
-
     async def delete_job(self, job_id: str) -> bool:
         if self._jobs.pop(job_id, None) is None:
             return False
@@ -144,9 +141,6 @@ class InMemoryStateBackend:
         return True
 
     # -- event log ----------------------------------------------------------------------------
-    async def append_event(self, job_id: str, kind: str, data: Mapping[str, Any]) -> int:
-        return (await self.append_events(job_id, [(kind, data)]))[0]
-
     async def append_events(self, job_id: str, events: Sequence[EventInput]) -> list[int]:
         if not self._open:
             raise StateError("the state backend is closed")
@@ -192,23 +186,7 @@ class InMemoryStateBackend:
     async def last_global_seq(self) -> int:
         return self._global_seq
 
-    async def _read_backlog(self, job_id: str | None, after: int, limit: int) -> list[JobEvent]:
-        if job_id is None:
-            return await self.read_all_events(after_global_seq=after, limit=limit)
-        return await self.read_events(job_id, after_seq=after, limit=limit)
-
-    def subscribe(
-        self, job_id: str | None = None, *, after: int = 0
-    ) -> AsyncIterator[list[JobEvent]]:
-        return self._broker.subscribe(job_id, after, is_open=lambda: self._open)
-
     # -- logs ---------------------------------------------------------------------------------
-    async def append_log(self, job_id: str, line: str) -> int:
-        return (await self.append_logs(job_id, [line]))[0]
-
-    async def append_logs(self, job_id: str, lines: Sequence[str]) -> list[int]:
-        return await self.append_events(job_id, [(EventKind.LOG, {"line": s}) for s in lines])
-
     async def get_log(self, job_id: str, start: int = 0, end: int | None = None) -> list[str]:
         lines = [e.data["line"] for e in self._events.get(job_id, []) if e.kind == EventKind.LOG]
         return lines[start:end]
@@ -235,21 +213,6 @@ class InMemoryStateBackend:
     async def get_job_by_pr(self, pr_id: int | str) -> Job | None:
         job_id = self._prs.get(str(pr_id))
         return await self.get_job(job_id) if job_id else None
-
-    async def add_pr_mapping(self, job_id: str, mapping: PrMapping) -> Job:
-        job = await self.get_job(job_id)
-        if job is None:
-            raise JobNotFoundError(job_id)
-        upsert_pr_mapping(job, mapping)
-        return await self.save_job(job)
-
-    async def mark_pr_merged(self, job_id: str, pr_id: int | str, merged_at: datetime) -> Job:
-        job = await self.get_job(job_id)
-        if job is None:
-            raise JobNotFoundError(job_id)
-        if set_merged(job, pr_id, merged_at):
-            await self.save_job(job)
-        return job
 
     async def map_jira_ticket_to_job(self, ticket_id: str, job_id: str) -> None:
         self._require(job_id)

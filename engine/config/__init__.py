@@ -11,7 +11,7 @@ Every field is described in ``docs/configuration.md``.
 
 from __future__ import annotations
 
-from engine.config._base import unknown_keys
+from engine.config._base import is_secret_key, unknown_keys
 from engine.config._io import (
     ConfigFingerprint,
     ConfigIssue,
@@ -113,6 +113,7 @@ __all__ = [
     "TrackerConfig",
     "TuiConfig",
     "config_fingerprint",
+    "is_secret_key",
     "iter_secrets",
     "load_config",
     "parse_config",

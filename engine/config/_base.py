@@ -74,7 +74,9 @@ class ConfigBlock(BaseModel):
 
 _SECRET_SUFFIXES = (
     "token",
+    "tokens",
     "secret",
+    "secrets",
     "password",
     "passwd",
     "apikey",

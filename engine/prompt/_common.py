@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from engine.config import is_secret_key
 from engine.workflow import DOMAIN_TOOL_PREFIX
 from state.models import Job
 
@@ -26,25 +27,6 @@ __all__ = [
 MASK = "********"
 """What a secret looks like in a prompt."""
 
-# The same rule as the configuration's redaction: a key is secret when its letters and digits
-# are one of these names or end in one of these suffixes ("projectKey" and "teamKey" are not).
-_SECRET_SUFFIXES = (
-    "token",
-    "tokens",
-    "secret",
-    "secrets",
-    "password",
-    "passwd",
-    "apikey",
-    "privatekey",
-    "accesskey",
-    "secretkey",
-    "signingkey",
-    "credential",
-    "credentials",
-    "cookie",
-)
-_SECRET_NAMES = frozenset({"key", "auth", "authorization", "pat", "pwd", "pass"})
 _URL_USERINFO = re.compile(r"(?<=://)[^/\s@]+@")
 # Well-known token formats, masked wherever they appear in a value.
 _TOKEN_VALUE = re.compile(
@@ -56,12 +38,6 @@ _TOKEN_VALUE = re.compile(
 def tool(name: str) -> str:
     """A domain tool as the model sees it, ``mcp__coro__<name>``, in backticks."""
     return f"`{DOMAIN_TOOL_PREFIX}{name}`"
-
-
-def is_secret_key(name: str) -> bool:
-    """Whether a free-form key names a secret: ``token``, ``apiKey``, ``client_secret``…"""
-    folded = re.sub(r"[^a-z0-9]", "", name.lower())
-    return folded in _SECRET_NAMES or folded.endswith(_SECRET_SUFFIXES)
 
 
 def redact_token_values(text: str) -> str:

@@ -15,7 +15,7 @@ import contextlib
 import json
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import repeat
@@ -25,18 +25,16 @@ from typing import Any, Literal
 import aiosqlite
 
 from state._broker import EventBroker
-from state._common import apply_patch, set_merged, status_filter, upsert_pr_mapping
+from state._common import BackendBase, apply_patch, status_filter
 from state.backend import EventInput
 from state.errors import DuplicateJobError, JobNotFoundError, StaleJobError, StateError
 from state.models import (
-    EventKind,
     ExternalRef,
     InboundEvent,
     InboxItem,
     Investigation,
     Job,
     JobEvent,
-    PrMapping,
     Proposal,
     utcnow,
 )
@@ -100,7 +98,7 @@ def _event(row: Sequence[Any]) -> JobEvent:
     )
 
 
-class SqliteStateBackend:
+class SqliteStateBackend(BackendBase):
     """The SQLite implementation of :class:`state.backend.StateBackend`.
 
     Args:
@@ -566,12 +564,6 @@ class SqliteStateBackend:
         rows = await self._read(f"SELECT COUNT(*) FROM jobs{where}", params)
         return int(rows[0][0])
 
-    async def list_jobs_by_type(self, type: str) -> list[Job]:
-        return await self.list_jobs(type=type)
-
-    async def list_child_jobs(self, parent_job_id: str) -> list[Job]:
-        return await self.list_jobs(parent_id=parent_job_id)
-
     async def delete_job(self, job_id: str) -> bool:
         await self._flush_pending_saves()
         counts = await self._transaction(
@@ -585,9 +577,6 @@ class SqliteStateBackend:
         return counts[1] > 0
 
     # -- event log ----------------------------------------------------------------------------
-    async def append_event(self, job_id: str, kind: str, data: Mapping[str, Any]) -> int:
-        return (await self.append_events(job_id, [(kind, data)]))[0]
-
     async def append_events(self, job_id: str, events: Sequence[EventInput]) -> list[int]:
         self._writer()
         if not events:
@@ -639,23 +628,7 @@ class SqliteStateBackend:
         rows = await self._read("SELECT seq FROM sqlite_sequence WHERE name = 'events'")
         return int(rows[0][0]) if rows else 0
 
-    async def _read_backlog(self, job_id: str | None, after: int, limit: int) -> list[JobEvent]:
-        if job_id is None:
-            return await self.read_all_events(after_global_seq=after, limit=limit)
-        return await self.read_events(job_id, after_seq=after, limit=limit)
-
-    def subscribe(
-        self, job_id: str | None = None, *, after: int = 0
-    ) -> AsyncIterator[list[JobEvent]]:
-        return self._broker.subscribe(job_id, after, is_open=lambda: self._is_open)
-
     # -- logs ---------------------------------------------------------------------------------
-    async def append_log(self, job_id: str, line: str) -> int:
-        return (await self.append_logs(job_id, [line]))[0]
-
-    async def append_logs(self, job_id: str, lines: Sequence[str]) -> list[int]:
-        return await self.append_events(job_id, [(EventKind.LOG, {"line": s}) for s in lines])
-
     async def get_log(self, job_id: str, start: int = 0, end: int | None = None) -> list[str]:
         limit = -1 if end is None else max(0, end - start)
         rows = await self._read(
@@ -719,21 +692,6 @@ class SqliteStateBackend:
 
     async def get_job_by_pr(self, pr_id: int | str) -> Job | None:
         return await self._job_by("SELECT job_id FROM pr_jobs WHERE pr_id = ?", (str(pr_id),))
-
-    async def add_pr_mapping(self, job_id: str, mapping: PrMapping) -> Job:
-        job = await self.get_job(job_id)
-        if job is None:
-            raise JobNotFoundError(job_id)
-        upsert_pr_mapping(job, mapping)
-        return await self.save_job(job, durable=True)
-
-    async def mark_pr_merged(self, job_id: str, pr_id: int | str, merged_at: datetime) -> Job:
-        job = await self.get_job(job_id)
-        if job is None:
-            raise JobNotFoundError(job_id)
-        if set_merged(job, pr_id, merged_at):
-            await self.save_job(job, durable=True)
-        return job
 
     async def map_jira_ticket_to_job(self, ticket_id: str, job_id: str) -> None:
         await self._map(
