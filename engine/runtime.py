@@ -400,15 +400,20 @@ class Engine:
         stream = self.store.subscribe(job_id)
         announced: str | None = None
         try:
+            job = await self._require(job_id)
             while True:
-                job = await self._require(job_id)
                 done = (
                     predicate(job) if predicate else job.status.is_parked or job.status.is_stopped
                 )
                 if done and announced == job.status.value:
                     return job
-                for event in await anext(stream):
+                batch = await anext(stream)
+                for event in batch:
                     if event.kind == EventKind.STATUS:
                         announced = event.data.get("to")
+                # Without a predicate only a status event can end the wait, so the job (a full
+                # parse) is re-read only then: re-reading it per batch of log lines slows the job.
+                if predicate is not None or any(e.kind == EventKind.STATUS for e in batch):
+                    job = await self._require(job_id)
         finally:
             await stream.aclose()  # type: ignore[attr-defined]
