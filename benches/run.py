@@ -15,7 +15,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benches import bench_intelligence, bench_state
+from benches import bench_engine, bench_intelligence, bench_state
 from benches._harness import Figure, machine
 
 DOC = ROOT / "docs" / "performance.md"
@@ -62,6 +62,7 @@ def main() -> int:
     sections = [
         ("State (SQLite backend)", asyncio.run(bench_state.main())),
         ("Intelligence overlay", _intelligence()),
+        ("Engine (phase loop, 50 jobs, memory)", asyncio.run(bench_engine.main())),
     ]
     for title, figures in sections:
         print(f"# {title}")
