@@ -8,6 +8,7 @@ such as ``workflows/job/workflow.md`` are resolved inside the job's materialised
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import socket
 from collections.abc import Callable
@@ -26,7 +27,7 @@ from engine.intelligence import (
     tenant_dir_layer,
 )
 from engine.paths import CoroPaths
-from engine.workflow import BUILTIN_TOOL_NAMES, Workflow, load_workflow
+from engine.workflow import BUILTIN_TOOL_NAMES, Workflow, load_workflow, parse_workflow
 from state import Job
 
 __all__ = ["OverlayManager", "WorkflowInfo", "tenant_id_for"]
@@ -67,12 +68,13 @@ class OverlayManager:
         self._resolver = IntelligenceResolver()
         self._git = TenantGitLoader(paths.cache_dir)
         self._known_tool = known_tool
-        self._workflows: dict[tuple[str, int, int], Workflow] = {}
+        self._workflows: dict[tuple[str, bytes], Workflow] = {}
 
     def reconfigure(self, config: LocalConfig, paths: CoroPaths) -> None:
-        """Take a new config; the next resolve uses it."""
+        """Take a new config; the next resolve uses it (workflows are checked against it)."""
         self.config = config
         self.paths = paths
+        self._workflows.clear()
 
     def intelligence_dir(self, job_id: str) -> Path:
         return self.paths.job_dir(job_id) / INTELLIGENCE_DIR
@@ -125,19 +127,29 @@ class OverlayManager:
         return self.intelligence_dir(job_id) / pure
 
     def load_workflow(self, job_id: str, workflow_path: str) -> Workflow:
-        """Load (and cache by file identity) a workflow from the job's overlay."""
+        """Load a workflow from the job's overlay.
+
+        Parsed workflows are cached by path and content, so jobs whose overlays hold the same
+        file share one parse, and an edited file is parsed again.
+        """
         file = self.workflow_file(job_id, workflow_path)
         try:
-            stat = file.stat()
+            raw = file.read_bytes()
         except FileNotFoundError:
             raise WorkflowError(
                 f"no workflow {workflow_path!r} in any intelligence layer (looked for {file})"
             ) from None
-        key = (str(file), stat.st_mtime_ns, stat.st_size)
+        except OSError as exc:
+            raise WorkflowError(f"cannot read {file}: {exc.strerror}") from exc
+        key = (workflow_path, hashlib.sha256(raw).digest())
         found = self._workflows.get(key)
         if found is None:
-            found = load_workflow(
-                file,
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise WorkflowError(f"{workflow_path}: not UTF-8 text ({exc})") from exc
+            found = parse_workflow(
+                text,
                 path=workflow_path,
                 known_tools=self._known,
                 known_servers=tuple(self.config.mcp_servers),

@@ -122,6 +122,7 @@ class JobRunner:
             toolbox = open_domain_toolbox
         self._toolbox = toolbox
         self._prompts = PromptBuilder()
+        self._why: dict[str, str] = {}  # why a job's next phase was chosen, until announced
 
     # -- transitions ----------------------------------------------------------------------------
     async def _log(self, job: Job, line: str) -> None:
@@ -140,6 +141,14 @@ class JobRunner:
                 data["reason"] = reason
             await self.store.append_event(job.id, EventKind.STATUS, data)
 
+    def _goto(self, job: Job, to: str, *, why: str | None = None) -> None:
+        """Choose the next phase; it is saved and announced when the loop enters it."""
+        job.phase = to
+        if why:
+            self._why[job.id] = why
+        else:
+            self._why.pop(job.id, None)
+
     async def _move(self, job: Job, to: str, *, why: str | None = None) -> None:
         """Put the job in another phase and announce it."""
         before = job.phase
@@ -151,9 +160,23 @@ class JobRunner:
                 data["reason"] = why
             await self.store.append_event(job.id, EventKind.PHASE, data)
 
-    async def _enter_phase(self, job: Job, phase: PhaseConfig) -> None:
-        await self._move(job, phase.name)
-        await self._set_status(job, phase.status)
+    async def _enter_phase(self, job: Job, phase: PhaseConfig, announced: str | None) -> None:
+        """Put the job in ``phase`` with the phase's status: one save, one commit for both
+        announcements (``announced`` is the phase the log last announced)."""
+        events: list[tuple[str, dict[str, Any]]] = []
+        why = self._why.pop(job.id, None)
+        job.phase = phase.name
+        if announced != phase.name:
+            moved: dict[str, Any] = {"from": announced, "to": phase.name}
+            if why:
+                moved["reason"] = why
+            events.append((EventKind.PHASE, moved))
+        before, job.status = job.status, JobStatus(phase.status)
+        if before != job.status:
+            events.append((EventKind.STATUS, {"from": before.value, "to": job.status.value}))
+        await self.store.save_job(job)
+        if events:
+            await self.store.append_events(job.id, events)
 
     async def park(self, job: Job, status: JobStatus, awaiting: str, reason: str) -> None:
         job.awaiting_event = awaiting
@@ -189,6 +212,7 @@ class JobRunner:
         await self.store.flush()
 
     async def _loop(self, job: Job) -> RunOutcome:
+        announced = job.phase
         while True:
             if job.status.is_terminal or job.status.is_parked or job.status.is_stopped:
                 return RunOutcome(job.status)
@@ -197,7 +221,8 @@ class JobRunner:
             if not job.workflow_phases:
                 self._record_phases(job, workflow)
             phase = workflow.phase(job.phase or workflow.start_for(job.trigger_source)[0])
-            await self._enter_phase(job, phase)
+            await self._enter_phase(job, phase, announced)
+            announced = phase.name
             exceeded = budget_exceeded(job, self._config())
             if exceeded:
                 await self._log(job, f"[budget] {exceeded}: parked before phase {phase.name}")
@@ -213,7 +238,6 @@ class JobRunner:
             result, signals = await self._run_phase(job, workflow, phase)
             if await self._after_phase(job, workflow, phase, result, signals):
                 return RunOutcome(job.status)
-            await self.store.save_job(job, durable=True)  # a phase boundary
 
     async def _runner_managed(self, job: Job, workflow: Workflow, phase: PhaseConfig) -> bool:
         """A phase without an agent parks when its status is a waiting one, else passes.
@@ -355,11 +379,11 @@ class JobRunner:
         signals: PhaseSignals,
     ) -> bool:
         """Apply the phase's outcome to the job. Returns True when the run should stop."""
-        await self._account(job, phase, result)
         if signals.new_session_reason is None:
             job.conversation_history = result.conversation
         job.session_id = None if signals.new_session_reason else result.session_id
         job.pending_prompt = None  # it was delivered with this phase's kickoff
+        await self._account(job, phase, result)  # commits: the phase boundary is durable
         if result.stop_reason == "rate_limited" and result.rate_limit is not None:
             job.rate_limit_info = result.rate_limit
             resume = datetime.fromtimestamp(result.rate_limit.resume_at / 1000, UTC)
@@ -404,7 +428,7 @@ class JobRunner:
             return False
         if signals.next_phase is not None:
             job.completion_gate_blocks = 0
-            await self._move(job, signals.next_phase, why="goto_phase")
+            self._goto(job, signals.next_phase, why="goto_phase")
             return False
         return await self._advance(job, workflow, phase)
 
@@ -414,6 +438,8 @@ class JobRunner:
         usage.work_item = usage.work_item or job.current_work_item
         job.phase_usage.append(usage)
         job.token_usage.add(usage)
+        await self.store.save_job(job)
+        # The append returns once its transaction commits, and that carries the save above.
         await self.store.append_event(job.id, EventKind.USAGE, usage.to_wire())
 
     async def _switch(
@@ -434,7 +460,7 @@ class JobRunner:
         job.params.update(switch.params_patch)
         job.completion_gate_blocks = 0
         self._record_phases(job, target)
-        await self._move(job, to_phase, why="switch_workflow")
+        self._goto(job, to_phase, why="switch_workflow")
         await self._log(
             job, f"[workflow] switched to {switch.workflow_path} at {to_phase}: {switch.reason}"
         )
@@ -455,7 +481,7 @@ class JobRunner:
         job.approved_advance_from_phase = None
         if nxt is not None:
             job.completion_gate_blocks = 0
-            await self._move(job, nxt)
+            self._goto(job, nxt)
             return False
         return await self._gate_or_complete(job)
 
