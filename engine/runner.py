@@ -128,10 +128,13 @@ class JobRunner:
     async def _log(self, job: Job, line: str) -> None:
         await self.store.append_event(job.id, EventKind.LOG, {"line": line})
 
-    async def _set_status(
+    async def set_status(
         self, job: Job, status: JobStatus | str, *, reason: str | None = None
     ) -> None:
-        """Save the new status, then announce it (state is written before it is told)."""
+        """Save the new status, then announce it (state is written before it is told).
+
+        The one place a status change is written; the engine's resume and cancel use it too.
+        """
         before = job.status
         job.status = JobStatus(status)
         await self.store.save_job(job)
@@ -180,7 +183,7 @@ class JobRunner:
 
     async def park(self, job: Job, status: JobStatus, awaiting: str, reason: str) -> None:
         job.awaiting_event = awaiting
-        await self._set_status(job, status, reason=reason)
+        await self.set_status(job, status, reason=reason)
         await self.store.flush()
 
     # -- the loop -------------------------------------------------------------------------------
@@ -208,7 +211,7 @@ class JobRunner:
             job = fresh
         job.escalation_message = message
         await self._log(job, f"[escalated] {message}")
-        await self._set_status(job, JobStatus.ESCALATED, reason=message)
+        await self.set_status(job, JobStatus.ESCALATED, reason=message)
         await self.store.flush()
 
     async def _loop(self, job: Job) -> RunOutcome:
@@ -506,7 +509,7 @@ class JobRunner:
             job.escalation_message = (
                 f"the completion gate blocked {cap} times in a row; still open: {blocking}"
             )
-            await self._set_status(job, JobStatus.FAILED, reason=job.escalation_message)
+            await self.set_status(job, JobStatus.FAILED, reason=job.escalation_message)
             await self.store.flush()
             return True
         make = completion_gate_prompt if open_items else completion_gate_pr_prompt
@@ -517,7 +520,7 @@ class JobRunner:
         job.awaiting_event = None
         job.awaiting_next_phase = None
         job.completion_gate_blocks = 0
-        await self._set_status(job, JobStatus.COMPLETE, reason="all phases done")
+        await self.set_status(job, JobStatus.COMPLETE, reason="all phases done")
         await self.store.flush()
 
     # -- developer actions ----------------------------------------------------------------------
@@ -535,9 +538,9 @@ class JobRunner:
             approved = job.phase
             job.completion_gate_blocks = 0
             await self._move(job, nxt, why=f"approved after {approved}")
-            await self._set_status(job, JobStatus.QUEUED, reason=f"approved after {approved}")
+            await self.set_status(job, JobStatus.QUEUED, reason=f"approved after {approved}")
             return True
         if await self._gate_or_complete(job):
             return False
-        await self._set_status(job, JobStatus.QUEUED, reason="approved; completion gate open")
+        await self.set_status(job, JobStatus.QUEUED, reason="approved; completion gate open")
         return True

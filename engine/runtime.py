@@ -205,12 +205,8 @@ class Engine:
         await self._requeue(job, "rate limit window over")
 
     async def _requeue(self, job: Job, reason: str) -> None:
-        before = job.status
-        job.status = JobStatus.QUEUED
-        await self.store.save_job(job)
-        await self.store.append_event(
-            job.id, EventKind.STATUS, {"from": before.value, "to": "queued", "reason": reason}
-        )
+        assert self.runner is not None
+        await self.runner.set_status(job, JobStatus.QUEUED, reason=reason)
         self._dispatch(job.id)
 
     # -- config -----------------------------------------------------------------------------------
@@ -373,13 +369,10 @@ class Engine:
         if timer is not None:
             timer.cancel()
         job = await self._require(job_id)  # the run may have saved on its way out
-        before = job.status
-        job.status = JobStatus.CANCELLED
         job.escalation_message = reason
-        await self.store.save_job(job, durable=True)
-        await self.store.append_event(
-            job.id, EventKind.STATUS, {"from": before.value, "to": "cancelled", "reason": reason}
-        )
+        assert self.runner is not None
+        await self.runner.set_status(job, JobStatus.CANCELLED, reason=reason)
+        await self.store.flush()
         return job
 
     async def set_interactive(self, job_id: str, interactive: bool) -> Job:

@@ -8,7 +8,6 @@ turn. Everything else — the runner, the state, the tools — is the real thing
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -125,7 +124,3 @@ def rate_limited(seconds: float) -> Callable[[PhaseRequest], Awaitable[PhaseResu
         )
 
     return visit
-
-
-def dump(value: Any) -> str:
-    return json.dumps(value, default=str)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -406,5 +405,3 @@ async def test_a_save_can_ack_the_events_it_acted_on(backend: StateBackend) -> N
 async def test_closing_twice_is_fine(backend: StateBackend) -> None:
     await backend.close()
     await backend.close()
-    with contextlib.suppress(Exception):
-        await backend.open()
