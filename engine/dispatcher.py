@@ -32,6 +32,8 @@ class Dispatcher:
         self._running: dict[str, asyncio.Task[None]] = {}
         self._again: set[str] = set()
         self._closed = False
+        self._idle = asyncio.Event()
+        self._idle.set()
 
     def dispatch(self, job_id: str) -> None:
         """Run the job as soon as a slot is free (once more, if it is running now)."""
@@ -50,6 +52,7 @@ class Dispatcher:
     def _pump(self) -> None:
         while self._queue and len(self._running) < self.max_concurrent and not self._closed:
             job_id = self._queue.popleft()
+            self._idle.clear()
             task = asyncio.create_task(self._guarded(job_id), name=f"coro-job-{job_id}")
             self._running[job_id] = task
 
@@ -67,6 +70,8 @@ class Dispatcher:
                 if not self._closed:
                     self._queue.appendleft(job_id)
             self._pump()
+            if not self._running and not self._queue:
+                self._idle.set()
 
     async def cancel(self, job_id: str) -> bool:
         """Stop the job's run (or take it off the queue). True if there was one."""
@@ -80,6 +85,10 @@ class Dispatcher:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         return True
+
+    async def wait_idle(self) -> None:
+        """Return when nothing runs and nothing waits to run (benchmarks, headless scripts)."""
+        await self._idle.wait()
 
     async def close(self, *, grace: float) -> list[str]:
         """Stop taking jobs; let running ones finish for ``grace`` s, then cancel them.

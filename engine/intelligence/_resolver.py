@@ -79,9 +79,14 @@ class IntelligenceResolver:
     Thread-safe: resolves of the same destination are serialised, so keep one per process.
     """
 
+    #: A resolve whose last run took less than this runs on the event loop: the hop to a worker
+    #: thread (and the GIL contention it brings with many jobs) costs more than the work.
+    INLINE_BELOW_S = 0.002
+
     def __init__(self) -> None:
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
+        self._cost: dict[str, float] = {}  # dest -> seconds its last resolve took
 
     def resolve(self, job_id: str, layers: Sequence[Layer], dest: Path) -> ResolveResult:
         """Bring ``dest`` in line with the merge of ``layers``, touching only what changed.
@@ -96,6 +101,7 @@ class IntelligenceResolver:
             LayerEscapeError: a layer holds a symlink that leads out of it.
             IntelligenceError: ``dest`` overlaps a layer, or the overlay cannot be written.
         """
+        started = time.perf_counter()
         dest_real = _check_dest(layers, dest)
         with self._lock(dest_real):
             targets = plan(layers)
@@ -106,6 +112,7 @@ class IntelligenceResolver:
                 raise IntelligenceError(
                     f"could not write the intelligence overlay of job {job_id} in {dest}: {exc}",
                 ) from exc
+            self._cost[str(dest)] = time.perf_counter() - started
         level = logging.INFO if result.changed else logging.DEBUG
         log.log(
             level,
@@ -118,8 +125,21 @@ class IntelligenceResolver:
         return result
 
     async def aresolve(self, job_id: str, layers: Sequence[Layer], dest: Path) -> ResolveResult:
-        """:meth:`resolve` in a worker thread, so the event loop keeps running."""
+        """:meth:`resolve` without blocking the event loop for long.
+
+        A resolve that took under :attr:`INLINE_BELOW_S` last time (an unchanged, small
+        overlay: a few hundred ``stat`` calls) runs inline; the first one, and any that was
+        slow, runs in a worker thread.
+        """
+        if self._cost.get(str(dest), float("inf")) < self.INLINE_BELOW_S:
+            return self.resolve(job_id, layers, dest)
         return await asyncio.to_thread(self.resolve, job_id, layers, dest)
+
+    def forget(self, dest: Path) -> None:
+        """Drop what is remembered about ``dest`` (its job ended and the overlay is gone)."""
+        self._cost.pop(str(dest), None)
+        with self._locks_guard:
+            self._locks.pop(os.path.realpath(dest), None)
 
     def describe(self, layers: Sequence[Layer]) -> list[tuple[str, Winner]]:
         """Every path the overlay of ``layers`` would hold, sorted, with its winning layer(s)."""

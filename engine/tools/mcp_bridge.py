@@ -109,13 +109,19 @@ async def open_domain_toolbox(
     from mcp import Client
 
     server = _new_server([_mcp_tool(tool, ctx) for tool in selected])
-    async with Client(server, cache=None) as client:
-        listing = await client.list_tools()
-        specs = [
-            ToolSpec(DOMAIN_TOOL_PREFIX + t.name, t.description or "", dict(t.input_schema))
-            for t in listing.tools
-        ]
+    # Pinning the protocol version skips the discovery probe: both ends are this process.
+    # The server was built from ``selected`` with these very names, descriptions and schemas,
+    # so the specs come from the registry rather than a tools/list round trip per phase.
+    specs = [ToolSpec(t.qualified_name, t.description, t.input_schema) for t in selected]
+    async with Client(server, cache=None, mode=_protocol_version()) as client:
         yield DomainToolBox(client, specs, phase=ctx.phase.name, registry=registry)
+
+
+@cache
+def _protocol_version() -> str:
+    from mcp_types.version import MODERN_PROTOCOL_VERSIONS
+
+    return MODERN_PROTOCOL_VERSIONS[-1]
 
 
 def _new_server(tools: list[Tool]) -> MCPServer:
