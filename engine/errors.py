@@ -7,8 +7,12 @@ the TUI, the HTTP shim) can catch one type and show ``title`` and ``message`` to
     ├── ConfigError            config.json is unreadable, malformed or invalid
     │   └── ConfigValidationError   invalid values; ``issues`` names each field (engine.config)
     ├── WorkflowError          a workflow file is malformed or names something that does not exist
-    └── IntelligenceError      an intelligence layer cannot be read or tries to escape its root
-        └── LayerEscapeError   a symlink or ``..`` path would leave the layer
+    ├── IntelligenceError      an intelligence layer cannot be read or tries to escape its root
+    │   └── LayerEscapeError   a symlink or ``..`` path would leave the layer
+    └── ProviderError          a model provider refused or failed a request
+        ├── ProviderRateLimited    429 / 529: retry after ``retry_after`` seconds, or park
+        ├── ProviderUnavailable    connection lost, stream stalled, 5xx: worth retrying
+        └── ProviderRefused        auth, permission, spend limit, bad request: a person must act
 
 Third-party errors are translated at the boundary and chained with ``raise ... from exc``.
 """
@@ -20,6 +24,10 @@ __all__ = [
     "CoroError",
     "IntelligenceError",
     "LayerEscapeError",
+    "ProviderError",
+    "ProviderRateLimited",
+    "ProviderRefused",
+    "ProviderUnavailable",
     "WorkflowError",
 ]
 
@@ -63,3 +71,51 @@ class LayerEscapeError(IntelligenceError):
     """A path in a layer (a symlink, or a name with ``..``) would escape the layer's root."""
 
     title = "Path escapes its layer"
+
+
+class ProviderError(CoroError):
+    """A model provider refused or failed a request. ``provider`` is its id (``anthropic``)."""
+
+    title = "Model provider error"
+
+    def __init__(self, message: str, *, provider: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.provider = provider
+        self.status = status
+
+
+class ProviderRateLimited(ProviderError):
+    """The provider is limiting requests (429) or is overloaded (529).
+
+    Attributes:
+        retry_after: seconds the provider asked us to wait, when it said.
+        kind: ``rate-limit`` or ``overloaded``, as a parked job records it.
+    """
+
+    title = "Rate limited"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str,
+        status: int | None = None,
+        retry_after: float | None = None,
+        kind: str = "rate-limit",
+    ) -> None:
+        super().__init__(message, provider=provider, status=status)
+        self.retry_after = retry_after
+        self.kind = kind
+
+
+class ProviderUnavailable(ProviderError):
+    """The request did not complete: connection lost, stream stalled, or a 5xx answer."""
+
+    title = "Model provider unavailable"
+
+
+class ProviderRefused(ProviderError):
+    """The provider refused the request for a reason retrying cannot fix: bad credentials, no
+    permission, a spend limit, or a malformed request. The message is the provider's own."""
+
+    title = "Model provider refused the request"

@@ -8,6 +8,7 @@ signals (go to a phase, park, escalate, switch workflow, or by default advance).
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
@@ -145,28 +146,70 @@ StopReason = Literal[
 
 
 class SteeringChannel:
-    """Messages for the model during a phase, and a record of the phase's last activity.
+    """The developer's (and the watchdog's) line into a running phase.
 
-    The runner (its idle watchdog, and later the developer's steering verbs) pushes text; the
-    executor takes it with :meth:`drain` at the next tool boundary and sends it with the next
-    model request. Executors call :meth:`touch` whenever the model or a tool shows progress.
+    - :meth:`push` (*steer*): text the executor takes with :meth:`drain` at the next tool
+      boundary and sends with its next model request;
+    - :meth:`queue`: text delivered when the model ends its turn (the phase continues with it);
+    - :meth:`interrupt` (*urgent*): the executor cancels the in-flight model stream or tool
+      (killing the tool's process group), then delivers the text, if any;
+    - :meth:`request_pause`: the executor stops at the next safe boundary (after the current
+      model call or tool returns, or at once with ``urgent``) and returns ``interrupted``.
+
+    Executors call :meth:`touch` whenever the model or a tool shows progress.
     """
 
     def __init__(self) -> None:
         self._pending: deque[str] = deque()
+        self._queued: deque[str] = deque()
+        self._interrupt = asyncio.Event()
+        self.pause_requested = False
         self.last_activity = time.monotonic()
 
     def push(self, text: str) -> None:
         self._pending.append(text)
+
+    def queue(self, text: str) -> None:
+        self._queued.append(text)
 
     def drain(self) -> list[str]:
         items = list(self._pending)
         self._pending.clear()
         return items
 
+    def drain_queued(self) -> list[str]:
+        items = list(self._queued)
+        self._queued.clear()
+        return items
+
     @property
     def pending(self) -> int:
         return len(self._pending)
+
+    @property
+    def queued(self) -> int:
+        return len(self._queued)
+
+    def interrupt(self, text: str | None = None) -> None:
+        """Cancel what the phase is doing now; ``text`` goes to the model right after."""
+        if text:
+            self._pending.append(text)
+        self._interrupt.set()
+
+    def request_pause(self, *, urgent: bool = False) -> None:
+        self.pause_requested = True
+        if urgent:
+            self._interrupt.set()
+
+    @property
+    def interrupted(self) -> bool:
+        return self._interrupt.is_set()
+
+    def clear_interrupt(self) -> None:
+        self._interrupt.clear()
+
+    async def wait_interrupt(self) -> None:
+        await self._interrupt.wait()
 
     def touch(self) -> None:
         self.last_activity = time.monotonic()

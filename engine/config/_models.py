@@ -223,8 +223,8 @@ class ModelPrice(ConfigBlock):
 DEFAULT_ALIASES: dict[str, ModelAlias] = {
     # No provider: the built-in tiers follow llm.defaultProvider.
     "mini": ModelAlias(model="claude-haiku-4-5", reasoning_effort="low"),
-    "planning": ModelAlias(model="claude-opus-4-1", reasoning_effort="high"),
-    "coding": ModelAlias(model="claude-sonnet-4-5", reasoning_effort="medium"),
+    "planning": ModelAlias(model="claude-opus-4-7", reasoning_effort="high"),
+    "coding": ModelAlias(model="claude-sonnet-4-6", reasoning_effort="medium"),
 }
 """The tiers workflows name (``tier: coding``); a user's ``llm.aliases`` is merged over them."""
 
@@ -234,6 +234,18 @@ DEFAULT_PRICES: dict[str, ModelPrice] = {
         output_per_m_tok=5.0,
         cache_read_per_m_tok=0.1,
         cache_write_per_m_tok=1.25,
+    ),
+    "claude-sonnet-4-6": ModelPrice(
+        input_per_m_tok=3.0,
+        output_per_m_tok=15.0,
+        cache_read_per_m_tok=0.3,
+        cache_write_per_m_tok=3.75,
+    ),
+    "claude-opus-4-7": ModelPrice(
+        input_per_m_tok=5.0,
+        output_per_m_tok=25.0,
+        cache_read_per_m_tok=0.5,
+        cache_write_per_m_tok=6.25,
     ),
     "claude-sonnet-4-5": ModelPrice(
         input_per_m_tok=3.0,
@@ -258,6 +270,16 @@ def _fresh(builtins: dict[str, _M], given: dict[str, _M]) -> dict[str, _M]:
     return merged
 
 
+class LlmRetryConfig(ConfigBlock):
+    """How a provider call is retried before a phase gives up on it."""
+
+    max_attempts: int = Field(default=5, ge=1)
+    initial_delay_seconds: float = Field(default=1.0, ge=0)
+    max_delay_seconds: float = Field(default=60.0, ge=0)
+    stall_seconds: float = Field(default=120.0, gt=0)
+    rate_limit_park_seconds: float = Field(default=60.0, ge=0)
+
+
 class LlmConfig(ConfigBlock):
     default_provider: str = Field(default="anthropic", min_length=1)
     api_key: SecretValue = None
@@ -266,6 +288,8 @@ class LlmConfig(ConfigBlock):
     aliases: dict[str, ModelAlias] = Field(default_factory=lambda: _fresh(DEFAULT_ALIASES, {}))
     prices: dict[str, ModelPrice] = Field(default_factory=lambda: _fresh(DEFAULT_PRICES, {}))
     max_turns_per_phase: int = Field(default=200, ge=1)
+    max_output_tokens: int = Field(default=16_000, ge=1)
+    retry: LlmRetryConfig = Field(default_factory=lambda: LlmRetryConfig())
 
     @field_validator("aliases", mode="after")
     @classmethod
