@@ -1,0 +1,248 @@
+"""The HTTP side: a Starlette app around :class:`ScriptedModel`, served by uvicorn in-process.
+
+Starlette and uvicorn are imported inside the functions that use them, so importing
+``engine.model_server`` stays cheap (the architecture test holds every engine module to that).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import json
+import socket
+from collections.abc import Callable
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from engine.model_server._model import RecordedRequest, Reply, ScriptedModel
+from engine.model_server._script import ModelScript
+from engine.model_server._sse import error_body, frame
+
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
+    from starlette.types import Receive, Send
+
+__all__ = ["DEFAULT_PORT", "ScriptedModelServer", "build_app", "serve"]
+
+DEFAULT_PORT = 7338
+_SHUTDOWN_GRACE_SECONDS = 2
+
+
+def build_app(model: ScriptedModel, closing: asyncio.Event) -> Starlette:
+    """The ASGI app: ``POST /v1/messages`` plus ``GET /_script/requests`` and ``/_script/health``.
+
+    Args:
+        model: answers the requests and records them.
+        closing: set when the server shuts down; ends stalled responses early.
+    """
+    from starlette.applications import Starlette
+    from starlette.exceptions import HTTPException
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, Response
+    from starlette.routing import Route
+
+    class ReplyResponse(Response):
+        """Sends a :class:`Reply`, leaving the response unfinished for ``drop`` and ``stall``."""
+
+        def __init__(self, reply: Reply) -> None:
+            super().__init__(status_code=reply.status)
+            self.reply = reply
+
+        async def __call__(self, scope: Any, receive: Receive, send: Send) -> None:
+            reply = self.reply
+            headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in reply.headers.items()]
+            body = b"" if reply.json_body is None else json.dumps(reply.json_body).encode()
+            if reply.json_body is not None:
+                headers += [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ]
+            await send({"type": "http.response.start", "status": reply.status, "headers": headers})
+            for event in reply.events:
+                await send({"type": "http.response.body", "body": frame(event), "more_body": True})
+            if reply.ending == "stall":
+                await _stall(receive, closing, reply.stall_seconds)
+            if reply.ending == "complete":
+                await send({"type": "http.response.body", "body": body, "more_body": False})
+            # drop / stall: return mid-response; uvicorn then closes the connection.
+
+    async def messages(request: Request) -> Response:
+        raw = await request.body()
+        reply = model.respond(raw, dict(request.headers.items()))
+        if model.script.delay_ms:
+            await asyncio.sleep(model.script.delay_ms / 1000)
+        return ReplyResponse(reply)
+
+    async def recorded(request: Request) -> Response:
+        return JSONResponse([dataclasses.asdict(r) for r in model.requests])
+
+    async def health(request: Request) -> Response:
+        return JSONResponse({"ok": True})
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        status = exc.status_code if isinstance(exc, HTTPException) else 404
+        kind, problem = (
+            ("not_found_error", "not found")
+            if status == 404
+            else ("invalid_request_error", "method not allowed")
+        )
+        message = f"{request.method} {request.url.path}: {problem}"
+        return JSONResponse(error_body(kind, message), status_code=status)
+
+    return Starlette(
+        routes=[
+            Route("/v1/messages", messages, methods=["POST"]),
+            Route("/_script/requests", recorded, methods=["GET"]),
+            Route("/_script/health", health, methods=["GET"]),
+        ],
+        exception_handlers={404: not_found, 405: not_found},
+    )
+
+
+async def _stall(receive: Receive, closing: asyncio.Event, seconds: float) -> None:
+    """Wait ``seconds``, or less if the client goes away or the server shuts down."""
+
+    async def client_gone() -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+
+    waits = [asyncio.ensure_future(client_gone()), asyncio.ensure_future(closing.wait())]
+    try:
+        await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for wait in waits:
+            wait.cancel()
+
+
+class ScriptedModelServer:
+    """A real HTTP server answering ``POST /v1/messages`` from a script, in this event loop.
+
+    ``async with ScriptedModelServer(script) as server:`` listens on a free port (``port=0``)
+    and ``server.base_url`` is what to give the SDK as ``base_url``.
+    """
+
+    def __init__(
+        self,
+        script: ModelScript,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        on_request: Callable[[RecordedRequest], None] | None = None,
+    ) -> None:
+        self.model = ScriptedModel(script, on_request=on_request)
+        self.host = host
+        self.port = port
+        self._closing: asyncio.Event | None = None
+        self._server: Any = None
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def base_url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def requests(self) -> list[RecordedRequest]:
+        """Every request so far, in arrival order."""
+        return self.model.requests
+
+    def clear(self) -> None:
+        """Forget the recorded requests (cursors and answers given are kept)."""
+        self.model.clear()
+
+    async def start(self) -> None:
+        """Listen and serve; returns once the server accepts connections.
+
+        Raises:
+            OSError: the address cannot be bound (e.g. the port is taken).
+        """
+        import uvicorn
+
+        class InProcessServer(uvicorn.Server):
+            """Leaves signal handling to the host program and says when it is listening."""
+
+            def __init__(self, config: uvicorn.Config) -> None:
+                super().__init__(config)
+                self.listening = asyncio.Event()
+
+            def capture_signals(self) -> contextlib.nullcontext[None]:  # type: ignore[override]
+                return contextlib.nullcontext()
+
+            async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+                await super().startup(sockets)
+                self.listening.set()
+
+        sock = _bind(self.host, self.port)
+        self.port = sock.getsockname()[1]
+        self._closing = asyncio.Event()
+        config = uvicorn.Config(
+            build_app(self.model, self._closing),
+            http="h11",
+            ws="none",
+            lifespan="off",
+            log_config=None,
+            access_log=False,
+            timeout_graceful_shutdown=_SHUTDOWN_GRACE_SECONDS,
+        )
+        server = InProcessServer(config)
+        self._server = server
+        self._task = asyncio.create_task(server.serve(sockets=[sock]))
+        listening = asyncio.ensure_future(server.listening.wait())
+        await asyncio.wait({self._task, listening}, return_when=asyncio.FIRST_COMPLETED)
+        if not listening.done():
+            listening.cancel()
+            sock.close()
+            self._task.result()
+            raise RuntimeError("the scripted model server stopped while starting")
+
+    async def stop(self) -> None:
+        """Stop serving: end stalled responses, close connections, wait for uvicorn to exit."""
+        if self._task is None:
+            return
+        assert self._closing is not None
+        self._closing.set()
+        self._server.should_exit = True
+        task, self._task = self._task, None
+        await task
+
+    async def __aenter__(self) -> ScriptedModelServer:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen()
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+async def serve(
+    script: ModelScript,
+    host: str = "127.0.0.1",
+    port: int = DEFAULT_PORT,
+    *,
+    ready: Callable[[str], None] | None = None,
+    on_request: Callable[[RecordedRequest], None] | None = None,
+) -> None:
+    """Serve ``script`` until cancelled; ``ready`` gets the base URL once listening."""
+    async with ScriptedModelServer(script, host=host, port=port, on_request=on_request) as server:
+        if ready is not None:
+            ready(server.base_url)
+        await asyncio.Event().wait()
