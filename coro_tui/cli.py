@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from typing import Annotated
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from engine._version import __version__
+
+if TYPE_CHECKING:
+    from engine.model_server import RecordedRequest
 
 app = typer.Typer(
     name="coro",
@@ -74,6 +78,53 @@ def demo() -> None:
         err=True,
     )
     raise typer.Exit(EXIT_USAGE)
+
+
+@app.command("model-server")
+def model_server(
+    script: Annotated[
+        Path,
+        typer.Option("--script", help="The YAML script to answer from (see docs/model-server.md)."),
+    ],
+    port: Annotated[
+        int, typer.Option(min=0, max=65535, help="The port to listen on; 0 picks a free one.")
+    ] = 7338,
+    host: Annotated[str, typer.Option(help="The address to listen on.")] = "127.0.0.1",
+) -> None:
+    """Serve Anthropic's Messages API from a script: the scripted model endpoint.
+
+    Prints the base URL on the first line of stdout once listening, logs each request to
+    stderr, and serves until Ctrl-C.
+    """
+    from engine.model_server import ScriptError, load_script, serve
+
+    try:
+        loaded = load_script(script)
+    except ScriptError as exc:
+        typer.echo(f"coro model-server: {exc.message}", err=True)
+        raise typer.Exit(EXIT_USAGE) from exc
+
+    def ready(url: str) -> None:
+        typer.echo(url)
+        typer.echo(f"coro model-server: answering from {script} at {url}; Ctrl-C stops", err=True)
+
+    try:
+        asyncio.run(serve(loaded, host, port, ready=ready, on_request=_log_request))
+    except KeyboardInterrupt:
+        pass
+    except OSError as exc:
+        typer.echo(f"coro model-server: cannot listen on {host}:{port}: {exc.strerror}", err=True)
+        raise typer.Exit(1) from exc
+
+
+def _log_request(request: RecordedRequest) -> None:
+    who = "chat" if request.job_id is None else f"{request.job_id} {request.phase}"
+    if request.subagent:
+        who += f" subagent {request.subagent}"
+    notes = [f"step {request.step}"] if request.step is not None else []
+    notes += [f"fault {request.fault}"] if request.fault else []
+    notes += ["replayed"] if request.replayed else []
+    typer.echo(f"{request.status} {who} {' '.join(notes)}".rstrip(), err=True)
 
 
 def main() -> None:
