@@ -8,6 +8,7 @@ an executor instance directly.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
@@ -24,6 +25,8 @@ if TYPE_CHECKING:
 __all__ = ["ENTRY_POINT_GROUP", "ExecutorNotFound", "ExecutorRegistry", "PhaseAssignment"]
 
 ENTRY_POINT_GROUP = "coro.executors"
+
+log = logging.getLogger(__name__)
 
 ExecutorFactory = Callable[["LocalConfig"], "PhaseExecutor"]
 
@@ -84,6 +87,18 @@ class ExecutorRegistry:
         instance = factory(config)
         self._instances[provider] = instance
         return instance
+
+    async def aclose(self) -> None:
+        """Close every created executor that holds resources (HTTP clients and the like)."""
+        instances = list(self._instances.values())
+        self._instances.clear()
+        for instance in instances:
+            close = getattr(instance, "aclose", None)
+            if close is not None:
+                try:
+                    await close()
+                except Exception:
+                    log.exception("closing executor %s failed", instance.provider_id)
 
     def forget(self, provider: str) -> None:
         """Drop a created instance (e.g. after a config change) so the next use rebuilds it."""

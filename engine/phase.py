@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
@@ -33,6 +33,7 @@ __all__ = [
     "SteeringChannel",
     "StopReason",
     "ToolBox",
+    "ToolBoxView",
     "ToolContext",
     "ToolOutcome",
     "ToolSpec",
@@ -100,6 +101,8 @@ class ToolContext:
     tenant_id: str
     known_workflows: Callable[[str], bool] = lambda _path: False
     """Whether a workflow path exists in some layer (for ``switch_workflow``)."""
+    external_tools: ToolBox | None = None
+    """The phase's share of the job's external MCP servers, when any are configured."""
 
     async def save(self, *, durable: bool = False) -> None:
         await self.store.save_job(self.job, durable=durable)
@@ -133,6 +136,12 @@ class ToolBox(Protocol):
     def specs(self) -> list[ToolSpec]: ...
 
     async def call(self, name: str, arguments: Mapping[str, Any]) -> ToolOutcome: ...
+
+
+class ToolBoxView(Protocol):
+    """Tools started once for a job's run (external MCP servers), narrowed per phase."""
+
+    def restrict(self, allowed: Collection[str] | None) -> ToolBox: ...
 
 
 StopReason = Literal[

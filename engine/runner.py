@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager, suppress
+from contextlib import AbstractAsyncContextManager, nullcontext, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -25,6 +25,7 @@ from engine.phase import (
     PhaseSignals,
     SteeringChannel,
     ToolBox,
+    ToolBoxView,
     ToolContext,
 )
 from engine.prompt import (
@@ -117,12 +118,17 @@ class JobRunner:
         self.overlays = overlays
         self.executors = executors
         if toolbox is None:
-            from engine.tools import open_domain_toolbox
+            from engine.tools.phase_tools import open_phase_toolbox
 
-            toolbox = open_domain_toolbox
+            toolbox = open_phase_toolbox
         self._toolbox = toolbox
         self._prompts = PromptBuilder()
         self._why: dict[str, str] = {}  # why a job's next phase was chosen, until announced
+        self._steering: dict[str, SteeringChannel] = {}
+
+    def steering(self, job_id: str) -> SteeringChannel | None:
+        """The steering channel of the job's running phase, if a phase is running."""
+        return self._steering.get(job_id)
 
     # -- transitions ----------------------------------------------------------------------------
     async def _log(self, job: Job, line: str) -> None:
@@ -193,7 +199,8 @@ class JobRunner:
         if job is None:
             raise CoroError(f"no job {job_id!r}")
         try:
-            return await self._loop(job)
+            async with self._external_servers(job) as external:
+                return await self._loop(job, external)
         except asyncio.CancelledError:
             await self.store.flush()
             raise
@@ -214,7 +221,21 @@ class JobRunner:
         await self.set_status(job, JobStatus.ESCALATED, reason=message)
         await self.store.flush()
 
-    async def _loop(self, job: Job) -> RunOutcome:
+    def _external_servers(self, job: Job) -> AbstractAsyncContextManager[ToolBoxView | None]:
+        """The config's MCP servers, started for this run of the job (none configured: none)."""
+        config = self._config()
+        if not any(server.enabled for server in config.mcp_servers.values()):
+            return nullcontext()
+        from engine.tools.external import open_external_toolbox
+
+        async def log(line: str) -> None:
+            await self._log(job, line)
+
+        job_dir = self._paths().job_dir(job.id)
+        job_dir.mkdir(parents=True, exist_ok=True)
+        return open_external_toolbox(config.mcp_servers, cwd=job_dir, log=log)
+
+    async def _loop(self, job: Job, external: ToolBoxView | None = None) -> RunOutcome:
         announced = job.phase
         while True:
             if job.status.is_terminal or job.status.is_parked or job.status.is_stopped:
@@ -238,7 +259,7 @@ class JobRunner:
                 if await self._runner_managed(job, workflow, phase):
                     return RunOutcome(job.status)
                 continue
-            result, signals = await self._run_phase(job, workflow, phase)
+            result, signals = await self._run_phase(job, workflow, phase, external)
             if await self._after_phase(job, workflow, phase, result, signals):
                 return RunOutcome(job.status)
 
@@ -265,7 +286,7 @@ class JobRunner:
         ]
 
     async def _run_phase(
-        self, job: Job, workflow: Workflow, phase: PhaseConfig
+        self, job: Job, workflow: Workflow, phase: PhaseConfig, external: ToolBoxView | None
     ) -> tuple[PhaseResult, PhaseSignals]:
         config = self._config()
         paths = self._paths()
@@ -307,24 +328,30 @@ class JobRunner:
         )  # fmt: skip
         started = time.monotonic()
         allowed = set(phase.tools) if phase.tools is not None else None
-        async with self._toolbox(context, allowed) as tools:
-            request = PhaseRequest(
-                job=job,
-                workflow=workflow,
-                phase=phase,
-                provider=assignment.provider,
-                model=assignment.model,
-                system_prompt=system_prompt,
-                kickoff=kickoff,
-                cwd=job_dir,
-                intelligence_dir=intelligence_dir,
-                tools=tools,
-                signals=signals,
-                context=context,
-                resume_conversation=list(job.conversation_history),
-                steering=SteeringChannel(),
-            )
-            result = await self._execute_watched(job, executor, request)
+        if external is not None:
+            context.external_tools = external.restrict(allowed)
+        steering = self._steering[job.id] = SteeringChannel()
+        try:
+            async with self._toolbox(context, allowed) as tools:
+                request = PhaseRequest(
+                    job=job,
+                    workflow=workflow,
+                    phase=phase,
+                    provider=assignment.provider,
+                    model=assignment.model,
+                    system_prompt=system_prompt,
+                    kickoff=kickoff,
+                    cwd=job_dir,
+                    intelligence_dir=intelligence_dir,
+                    tools=tools,
+                    signals=signals,
+                    context=context,
+                    resume_conversation=list(job.conversation_history),
+                    steering=steering,
+                )
+                result = await self._execute_watched(job, executor, request)
+        finally:
+            self._steering.pop(job.id, None)
         if not result.usage.duration_ms:
             result.usage.duration_ms = int((time.monotonic() - started) * 1000)
         return result, signals

@@ -138,6 +138,7 @@ class Engine:
         cut = await self.dispatcher.close(grace=grace)
         for job_id in cut:
             log.info("job %s was mid-phase at shutdown; it resumes at the next start", job_id)
+        await self.executors.aclose()
         await self.store.close()
 
     async def __aenter__(self) -> Engine:

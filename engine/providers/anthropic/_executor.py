@@ -99,12 +99,24 @@ class AnthropicExecutor:
         self._sleep = sleep
         self._client_factory = client_factory
         self._clients: dict[ClientKey, AsyncAnthropic] = {}
+        self._closing: set[asyncio.Future[None]] = set()
+
+    async def aclose(self) -> None:
+        """Close the HTTP clients (the engine calls this when it stops)."""
+        clients = list(self._clients.values())
+        self._clients.clear()
+        for client in clients:
+            await client.close()
 
     def _client(self, config: LocalConfig) -> tuple[AsyncAnthropic, ClientKey]:
         key = client_key(config.llm, self._env)
         client = self._clients.get(key)
         if client is None:
-            self._clients.clear()  # the config changed: drop the old credentials
+            for old in self._clients.values():  # the config changed: drop the old credentials
+                closing = asyncio.ensure_future(old.close())
+                self._closing.add(closing)
+                closing.add_done_callback(self._closing.discard)
+            self._clients.clear()
             client = self._clients[key] = self._client_factory(key)
         return client, key
 
