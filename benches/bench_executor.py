@@ -14,6 +14,7 @@ Run: ``.venv/bin/python benches/bench_executor.py`` (or ``benches/run.py`` for e
 from __future__ import annotations
 
 import asyncio
+import itertools
 import sys
 import tempfile
 import time
@@ -141,7 +142,7 @@ async def main() -> list[Figure]:
                 bare = await bare_requests(fresh.base_url, bodies)
             if n == 0:
                 continue
-            turn_ms += [(b - a) * 1000 for a, b in zip(arrivals, arrivals[1:], strict=False)]
+            turn_ms += [(b - a) * 1000 for a, b in itertools.pairwise(arrivals)]
             bare_ms += [t * 1000 for t in bare[1:-1]]
             for body in bodies[1:]:
                 breakpoints_ok &= body["tools"][-1].get("cache_control") is not None
