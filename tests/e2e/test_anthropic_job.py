@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -107,10 +108,17 @@ subagents:
 """
 
 
-def configure(home: Path, base_url: str, **retry: Any) -> None:
-    write_intelligence(home, WORKFLOW)
+def configure(
+    home: Path,
+    base_url: str,
+    mcp_servers: dict[str, Any] | None = None,
+    workflow: str = WORKFLOW,
+    **retry: Any,
+) -> None:
+    write_intelligence(home, workflow)
     write_config(
         home,
+        mcpServers=mcp_servers or {},
         llm={"defaultProvider": "anthropic", "apiKey": "sk-test-e2e", "baseUrl": base_url,
              "retry": {"initialDelaySeconds": 0.05, **retry}},
         jobs={"idleWatchdog": {"enabled": False}},
@@ -121,8 +129,13 @@ def configure(home: Path, base_url: str, **retry: Any) -> None:
 async def engine_for(coro_home: Path) -> AsyncIterator[Any]:
     engines: list[Engine] = []
 
-    async def make(server: ScriptedModelServer, **retry: Any) -> Engine:
-        configure(coro_home, server.base_url, **retry)
+    async def make(
+        server: ScriptedModelServer,
+        mcp_servers: dict[str, Any] | None = None,
+        workflow: str = WORKFLOW,
+        **retry: Any,
+    ) -> Engine:
+        configure(coro_home, server.base_url, mcp_servers, workflow, **retry)
         engine = Engine(coro_home, watch_config=False)  # executors from the entry points
         await engine.start()
         engines.append(engine)
@@ -310,3 +323,47 @@ async def test_an_interrupt_kills_a_running_bash_and_its_children(engine_for: An
         after = phase_requests(server, "code")[1].body["messages"][-1]["content"]
         assert after[0]["type"] == "tool_result" and after[0]["is_error"] is True
         assert after[-1]["text"] == "[DEVELOPER MESSAGE] stop: wrong approach"
+
+
+MCP_SCRIPT = """
+phases:
+  spec:
+    - tool_calls:
+        - name: mcp__ext__add
+          input: {a: 2, b: 40}
+        - name: mcp__broken__anything
+          input: {}
+    - when:
+        - if_result_contains: "42"
+          text: "The external server answered."
+  code:
+    - text: "Nothing to code."
+  review:
+    - text: "Nothing to review."
+"""
+
+
+async def test_external_mcp_servers_start_per_run_and_serve_the_phase(engine_for: Any) -> None:
+    tools_server = Path(__file__).resolve().parents[1] / "data" / "mcp_servers" / "tools_server.py"
+    servers = {
+        "ext": {"type": "stdio", "command": sys.executable, "args": [str(tools_server), "stdio"]},
+        "broken": {"type": "stdio", "command": "coro-test-no-such-command"},
+    }
+    async with ScriptedModelServer(script(MCP_SCRIPT)) as server:
+        workflow = WORKFLOW.replace(
+            "mcp__coro__log]\n  - name: code",
+            "mcp__coro__log, mcp__ext__*, mcp__broken__*]\n  - name: code",
+        )
+        assert workflow != WORKFLOW
+        engine = await engine_for(server, servers, workflow)
+        job = await run_job(engine)
+        assert job.status is JobStatus.COMPLETE, job.escalation_message
+        spec = phase_requests(server, "spec")
+        offered = [t["name"] for t in spec[0].body["tools"]]
+        assert "mcp__ext__add" in offered and "mcp__ext__echo" in offered
+        assert not any(name.startswith("mcp__broken__") for name in offered)
+        results = spec[1].body["messages"][-1]["content"]
+        assert results[0]["content"] == "42" and not results[0].get("is_error")
+        assert results[1]["is_error"] is True
+        log = await engine.store.get_log(job.id)
+        assert any("mcp server 'broken' failed to start" in line for line in log)

@@ -474,3 +474,35 @@ async def test_a_subagent_runs_its_own_loop_with_narrowed_tools(
     final = api.bodies[3]["messages"][-1]["content"][0]
     assert final["tool_use_id"] == "t1" and final["content"] == "LGTM"
     assert result.usage.num_turns == 4  # the subagent's turns count toward the phase
+
+
+async def test_chat_streams_tokens_and_reports_usage() -> None:
+    from engine.phase import ChatRequest
+
+    api = FakeApi(ok(fixture("messages-stream-text.sse")))
+    tokens: list[str] = []
+
+    async def on_token(text: str) -> None:
+        tokens.append(text)
+
+    config = LocalConfig.model_validate({"llm": {"apiKey": "sk-test"}})
+    result = await api.executor().chat(
+        ChatRequest(system_prompt="You plan jobs.", messages=[{"role": "user", "content": "hi"}],
+                    model="claude-haiku-4-5", on_token=on_token),
+        config,
+    )  # fmt: skip
+    assert result.text == "".join(tokens) and result.text.strip()
+    assert result.usage.output_tokens > 0
+    assert "tools" not in api.bodies[0]
+
+
+async def test_a_deprecated_model_is_reported_in_the_log_not_printed(
+    tmp_path: Path, store: InMemoryStateBackend
+) -> None:
+    request = await phase_request(tmp_path, store, EchoTools())
+    request.model = "claude-sonnet-4-5"  # end-of-life 2026-11-30 in the SDK's table
+    api = FakeApi(ok(text_stream("ok")))
+    result = await api.executor().execute_phase(request)  # warnings are errors in pytest
+    assert result.stop_reason == "end_turn"
+    log = await store.get_log("job-1")
+    assert any("claude-sonnet-4-5 is deprecated" in line for line in log)

@@ -75,10 +75,6 @@ def make_client(key: ClientKey, *, transport: Any = None) -> AsyncAnthropic:
     import anthropic
     import httpx2
 
-    # The SDK warns about a deprecated model with warnings.warn, which would print over the
-    # TUI; the executor writes that news to the job's log instead (see deprecation()).
-    warnings.filterwarnings("ignore", message=r"The model '.*' is deprecated", module=r"engine\.")
-    warnings.filterwarnings("ignore", message=r"The model '.*' is deprecated", module="anthropic")
     timeout = httpx2.Timeout(connect=30.0, read=key.stall_seconds, write=60.0, pool=60.0)
     http_client = (
         httpx2.AsyncClient(transport=transport, timeout=timeout) if transport is not None else None
@@ -141,7 +137,13 @@ async def stream_turn(
     loop = asyncio.get_running_loop()
     try:
         async with asyncio.timeout(stall_seconds) as deadline:
-            async with client.messages.stream(**params) as stream:
+            # The SDK warns about a deprecated model with warnings.warn, which would print
+            # over the TUI; the executor reports it in the job's log instead (deprecation()).
+            # stream() is synchronous, so the filter cannot leak into another task.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)
+                manager = client.messages.stream(**params)
+            async with manager as stream:
                 async for event in stream:
                     deadline.reschedule(loop.time() + stall_seconds)
                     if on_event is not None:

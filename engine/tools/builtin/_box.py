@@ -10,6 +10,7 @@ File work runs in worker threads, so a large Grep never stalls the event loop.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass
@@ -116,13 +117,18 @@ def _descriptions(limits: _Limits) -> dict[str, str]:
     }
 
 
+@functools.cache
 def builtin_tool_specs(
     *,
     output_cap: int = DEFAULT_OUTPUT_CAP,
     bash_default_timeout: float = DEFAULT_BASH_TIMEOUT,
     bash_max_timeout: float = MAX_BASH_TIMEOUT,
 ) -> dict[str, ToolSpec]:
-    """The seven built-ins' specs by name, their descriptions quoting these limits."""
+    """The seven built-ins' specs by name, their descriptions quoting these limits.
+
+    Cached per set of limits: building the JSON schemas costs ~2 ms, and every phase asks.
+    Treat the result as read-only.
+    """
     descriptions = _descriptions(_Limits(output_cap, bash_default_timeout, bash_max_timeout))
     return {name: ToolSpec(name, descriptions[name], tool_schema(_ARGS[name])) for name in ORDER}
 
