@@ -15,6 +15,7 @@ import asyncio
 import logging
 import re
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -374,6 +375,66 @@ class Engine:
         assert self.runner is not None
         await self.runner.set_status(job, JobStatus.CANCELLED, reason=reason)
         await self.store.flush()
+        return job
+
+    async def message(self, job_id: str, text: str, *, mode: str = "steer") -> str:
+        """Send the developer's message to a job; returns the message id.
+
+        ``mode`` says when a running phase sees it: ``queue`` when the model ends its turn,
+        ``steer`` at the next tool boundary, ``urgent`` at once (the model call or tool in
+        flight is cancelled). A job that is not running gets it with its next kickoff: a
+        parked, escalated or failed job is resumed with it, a queued one keeps it pending.
+        """
+        if mode not in ("queue", "steer", "urgent"):
+            raise ActionRefused(f"unknown message mode {mode!r}; use queue, steer or urgent")
+        if not text.strip():
+            raise ActionRefused("the message is empty")
+        job = await self._require(job_id)
+        if job.status.is_terminal:
+            raise ActionRefused(f"job {job_id} is {job.status.value}; it takes no more messages")
+        message_id = f"msg-{uuid.uuid4().hex[:12]}"
+        await self.store.append_event(
+            job_id, EventKind.MESSAGE_ACCEPTED, {"messageId": message_id, "mode": mode,
+                                                 "text": text}
+        )  # fmt: skip
+        steering = self.runner.steering(job_id) if self.runner is not None else None
+        if steering is not None:
+            {"queue": steering.queue, "steer": steering.push, "urgent": steering.interrupt}[mode](
+                text
+            )
+            return message_id
+        if job.status.is_resumable:
+            await self.resume(job_id, message=text)
+            return message_id
+        from engine.prompt import developer_message_prompt
+
+        prompt = developer_message_prompt(text)
+        job.pending_prompt = f"{job.pending_prompt}\n\n{prompt}" if job.pending_prompt else prompt
+        await self.store.save_job(job, durable=True)
+        return message_id
+
+    async def pause(self, job_id: str) -> Job:
+        """Park a job as ``awaiting-developer-input``, keeping its session.
+
+        A running phase stops at its next safe boundary (after the model call or tool in
+        flight); a queued job parks at once. ``resume`` continues where it stopped.
+        """
+        job = await self._require(job_id)
+        if job.status.is_terminal or job.status.is_parked:
+            raise ActionRefused(f"job {job_id} is {job.status.value}; there is nothing to pause")
+        steering = self.runner.steering(job_id) if self.runner is not None else None
+        if steering is not None:
+            steering.request_pause()
+            return job
+        assert self.dispatcher is not None and self.runner is not None
+        await self.dispatcher.cancel(job_id)
+        job = await self._require(job_id)
+        if job.status.is_parked or job.status.is_terminal:
+            return job
+        await self.runner.park(
+            job, JobStatus.AWAITING_DEVELOPER_INPUT, "developer-input: paused by developer",
+            "paused by developer",
+        )  # fmt: skip
         return job
 
     async def set_interactive(self, job_id: str, interactive: bool) -> Job:

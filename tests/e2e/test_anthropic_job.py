@@ -8,6 +8,7 @@ an auth error) and a developer interrupt killing a running ``Bash`` with its chi
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -367,3 +368,48 @@ async def test_external_mcp_servers_start_per_run_and_serve_the_phase(engine_for
         assert results[1]["is_error"] is True
         log = await engine.store.get_log(job.id)
         assert any("mcp server 'broken' failed to start" in line for line in log)
+
+
+PAUSE_SCRIPT = """
+phases:
+  spec:
+    - text: "Nothing to specify."
+  code:
+    - tool_calls:
+        - name: Bash
+          input: {command: "sleep 0.5 && echo slept"}
+    - text: "Paused? Fine."
+    - text: "Back at it, as asked."
+  review:
+    - text: "Nothing to review."
+"""
+
+
+async def test_pause_parks_at_a_safe_boundary_and_a_message_resumes(engine_for: Any) -> None:
+    async with ScriptedModelServer(script(PAUSE_SCRIPT)) as server:
+        engine = await engine_for(server)
+        job = await engine.create_job(JobInput(workflow_path=WORKFLOW_PATH))
+        async with asyncio.timeout(20):
+            while not _has_tool_call(await engine.store.read_events(job.id, kinds=["tool_call"])):
+                await asyncio.sleep(0.02)
+            await engine.pause(job.id)
+            parked = await engine.wait_until(job.id)
+        assert parked.status is JobStatus.AWAITING_DEVELOPER_INPUT
+        # the tool finished before the pause took effect: its result is in the session
+        results = [b for m in parked.conversation_history for b in m.content
+                   if isinstance(b, dict) and b.get("type") == "tool_result"]  # fmt: skip
+        assert results and "slept" in results[0]["content"]
+        message_id = await engine.message(job.id, "carry on with the tests", mode="steer")
+        assert message_id.startswith("msg-")
+        async with asyncio.timeout(20):
+            done = await engine.wait_until(job.id, lambda j: j.status.is_terminal)
+        assert done.status is JobStatus.COMPLETE
+        resumed = phase_requests(server, "code")[1].body["messages"]
+        assert "carry on with the tests" in json.dumps(resumed[-1])
+        # the paused session continued: the tool call and its result are still there
+        assert any(b.get("type") == "tool_result" for m in resumed for b in m["content"]
+                   if isinstance(b, dict))  # fmt: skip
+
+
+def _has_tool_call(events: list[Any]) -> bool:
+    return any(e.data.get("name") == "Bash" for e in events)

@@ -342,3 +342,36 @@ async def test_an_unknown_workflow_escalates_with_a_clear_message(make_engine: A
         job = await engine.wait_until(job.id)
     assert job.status is JobStatus.ESCALATED
     assert "workflows/nope/workflow.md" in (job.escalation_message or "")
+
+
+async def test_a_message_to_a_parked_job_resumes_it_and_reaches_its_kickoff(
+    make_engine: Any,
+) -> None:
+    executor = ScriptedExecutor(
+        {"spec": [[("await_event", {"eventName": "developer-input: go?"})]]}
+    )
+    engine = await make_engine(executor)
+    job = await engine.create_job(job_input())
+    async with asyncio.timeout(10):
+        parked = await engine.wait_until(job.id)
+    assert parked.status is JobStatus.AWAITING_DEVELOPER_INPUT
+    await engine.message(job.id, "yes, go ahead", mode="queue")
+    async with asyncio.timeout(10):
+        await engine.wait_until(job.id, lambda j: len(executor.requests) >= 2)
+    assert "yes, go ahead" in executor.requests[1].kickoff
+    events = await engine.store.read_events(job.id, kinds=["message_accepted"])
+    assert [e.data["mode"] for e in events] == ["queue"]
+
+
+async def test_messages_and_pauses_that_cannot_apply_are_refused(make_engine: Any) -> None:
+    executor = ScriptedExecutor()
+    engine = await make_engine(executor)
+    job = await engine.create_job(job_input())
+    with pytest.raises(ActionRefused, match="unknown message mode"):
+        await engine.message(job.id, "hi", mode="shout")
+    async with asyncio.timeout(10):
+        await engine.wait_until(job.id, lambda j: j.status.is_parked or j.status.is_terminal)
+    done = await engine.store.get_job(job.id)
+    assert done is not None
+    with pytest.raises(ActionRefused):
+        await engine.pause(job.id)
