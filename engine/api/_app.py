@@ -1,0 +1,508 @@
+"""The API's routes: a Starlette app over an :class:`~engine.runtime.Engine`.
+
+Starlette is imported inside :func:`build_app` (and the responses inside the helpers that make
+them), so importing ``engine.api`` stays cheap. Every handler runs inside :func:`_guarded`,
+which turns the engine's refusals into 4xx answers naming the problem and anything unexpected
+into a JSON 500 without internals (the exception is logged).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import mimetypes
+from collections.abc import Awaitable, Callable
+from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from engine._fs import atomic_write_bytes
+from engine._version import __version__
+from engine.api._schemas import (
+    MAX_ARTIFACT_BYTES,
+    ApproveBody,
+    ArtifactContentBody,
+    InteractiveBody,
+    MessageBody,
+    ReasonBody,
+    ResumeBody,
+)
+from engine.api._sse import SseResponse, all_jobs_frames, job_frames
+from engine.config import (
+    ConfigError,
+    ConfigValidationError,
+    redact,
+    save_config,
+    unredact,
+)
+from engine.errors import CoroError, WorkflowError
+from engine.intelligence import base_layer
+from engine.runtime import ActionRefused
+from state import (
+    DuplicateJobError,
+    EventKind,
+    Job,
+    JobInput,
+    JobNotFoundError,
+    StaleJobError,
+    StateError,
+    utcnow,
+)
+
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response
+
+    from engine.runtime import Engine
+
+__all__ = ["ApiSettings", "build_app"]
+
+log = logging.getLogger(__name__)
+
+_EDITABLE_SUFFIXES = frozenset({".md", ".txt", ".yaml", ".yml", ".json"})
+_DEFAULT_PAGE = 50
+_MAX_PAGE = 500
+_Body = TypeVar("_Body", bound=BaseModel)
+Handler = Callable[["Request"], Awaitable[Any]]
+
+
+class ApiError(Exception):
+    """A request the API refuses, with the status and the JSON body to answer with."""
+
+    def __init__(self, status: int, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.field = field
+
+
+class ApiSettings:
+    """What the routes need besides the engine."""
+
+    def __init__(
+        self, *, mode: str, runner_id: str, heartbeat: float, closing: asyncio.Event
+    ) -> None:
+        self.mode = mode
+        self.runner_id = runner_id
+        self.heartbeat = heartbeat
+        self.closing = closing
+
+
+def _json(data: Any, status: int = 200) -> Response:
+    from starlette.responses import Response
+
+    body = json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
+    return Response(body, status_code=status, media_type="application/json")
+
+
+def error_response(status: int, message: str, field: str | None = None) -> Response:
+    body: dict[str, Any] = {"error": message}
+    if field is not None:
+        body["field"] = field
+    return _json(body, status)
+
+
+def _guarded(handler: Handler) -> Handler:
+    async def run(request: Request) -> Any:
+        try:
+            return await handler(request)
+        except ApiError as exc:
+            return error_response(exc.status, exc.message, exc.field)
+        except JobNotFoundError as exc:
+            return error_response(404, exc.message)
+        except (ActionRefused, StaleJobError, DuplicateJobError) as exc:
+            return error_response(409, exc.message)
+        except WorkflowError as exc:
+            return error_response(400, exc.message)
+        except (CoroError, StateError) as exc:
+            log.warning("%s %s refused: %s", request.method, request.url.path, exc.message)
+            return error_response(400, exc.message)
+        except Exception:
+            log.exception("%s %s failed", request.method, request.url.path)
+            return error_response(500, "internal error; the runner's log has the details")
+
+    return run
+
+
+async def _body_json(request: Request) -> Any:
+    raw = await request.body()
+    if not raw.strip():
+        return {}
+    try:
+        return json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ApiError(400, f"the request body is not valid JSON: {exc}") from None
+
+
+def _validate(model: type[_Body], data: Any) -> _Body:
+    if not isinstance(data, dict):
+        raise ApiError(422, "the request body must be a JSON object", field="(body)")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        error = exc.errors(include_url=False)[0]
+        field = ".".join(str(part) for part in error["loc"]) or "(body)"
+        raise ApiError(422, f"{field}: {error['msg']}", field=field) from None
+
+
+async def _body(request: Request, model: type[_Body]) -> _Body:
+    return _validate(model, await _body_json(request))
+
+
+def _int_param(request: Request, name: str, default: int, *, lo: int, hi: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(422, f"{name} must be a whole number", field=name) from None
+    if not lo <= value <= hi:
+        raise ApiError(422, f"{name} must be between {lo} and {hi}", field=name)
+    return value
+
+
+def _cursor(request: Request) -> int:
+    """The resume cursor: ``Last-Event-ID`` if sent, else ``?after=``, else 0."""
+    raw = request.headers.get("last-event-id")
+    name = "Last-Event-ID"
+    if raw is None:
+        raw, name = request.query_params.get("after"), "after"
+    if raw is None or raw.strip() == "":
+        return 0
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(422, f"{name} must be a whole number", field=name) from None
+    if value < 0:
+        raise ApiError(422, f"{name} must not be negative", field=name)
+    return value
+
+
+def _job_summary(job: Job) -> dict[str, Any]:
+    data = job.model_dump(mode="json", by_alias=True, exclude_none=True)
+    data.pop("conversationHistory", None)
+    return data
+
+
+class _Routes:
+    """The handlers, bound to one engine."""
+
+    def __init__(self, engine: Engine, settings: ApiSettings) -> None:
+        self.engine = engine
+        self.settings = settings
+
+    async def _job(self, request: Request) -> Job:
+        job_id = request.path_params["job_id"]
+        job = await self.engine.store.get_job(job_id)
+        if job is None:
+            raise JobNotFoundError(job_id)
+        return job
+
+    # -- runner ---------------------------------------------------------------------------------
+    async def health(self, request: Request) -> Response:
+        return _json(
+            {
+                "ok": True,
+                "status": "ok",
+                "mode": self.settings.mode,
+                "version": __version__,
+                "runnerId": self.settings.runner_id,
+            }
+        )
+
+    # -- jobs -----------------------------------------------------------------------------------
+    async def create_job(self, request: Request) -> Response:
+        data = await _body_json(request)
+        if isinstance(data, dict) and "jobId" in data:
+            job_id = data.pop("jobId")
+            if not isinstance(job_id, str) or not job_id:
+                raise ApiError(422, "jobId must be a non-empty string", field="jobId")
+        else:
+            job_id = None
+        spec = _validate(JobInput, data)
+        self._check_workflow(spec.workflow_path)
+        if job_id is not None:
+            try:
+                self.engine.paths.job_dir(job_id)
+            except ValueError as exc:
+                raise ApiError(422, str(exc), field="jobId") from None
+        job = await self.engine.create_job(spec, job_id=job_id)
+        body = job.to_wire()
+        body["jobId"] = job.id
+        body["streamUrl"] = f"/jobs/{job.id}/stream"
+        return _json(body, 201)
+
+    def _workflow_roots(self) -> list[Path]:
+        """Overlay roots that can hold workflows, lowest layer first."""
+        roots = [base_layer().root]
+        overlay = self.engine.config.tenant.overlay
+        if overlay.kind == "localDir":
+            roots.append(Path(overlay.path).expanduser())
+        elif self.engine.paths.intelligence_dir.is_dir():
+            roots.append(self.engine.paths.intelligence_dir)
+        return roots
+
+    def _remote_tenant(self) -> bool:
+        config = self.engine.config
+        return config.tenant.overlay.kind == "gitRemote" or bool(config.intelligence.git_remote)
+
+    def _check_workflow(self, workflow_path: str) -> None:
+        pure = PurePosixPath(workflow_path)
+        if (
+            pure.is_absolute()
+            or PureWindowsPath(workflow_path).is_absolute()
+            or ".." in pure.parts
+            or not workflow_path.endswith(".md")
+        ):
+            raise ApiError(
+                400,
+                f"workflow path {workflow_path!r} must be a relative .md path inside the "
+                "intelligence overlay, such as workflows/job/workflow.md",
+                field="workflowPath",
+            )
+        if self._remote_tenant():
+            return  # the tenant layer is fetched when the job starts; the job reports it
+        if not any((root / pure).is_file() for root in self._workflow_roots()):
+            raise ApiError(
+                400, f"no workflow {workflow_path!r} in any intelligence layer",
+                field="workflowPath",
+            )  # fmt: skip
+
+    async def list_jobs(self, request: Request) -> Response:
+        params = request.query_params
+        statuses = [s for v in params.getlist("status") for s in v.split(",") if s] or None
+        workflow = params.get("workflow") or params.get("workflowPath") or None
+        limit = _int_param(request, "limit", _DEFAULT_PAGE, lo=1, hi=_MAX_PAGE)
+        offset = _int_param(request, "offset", 0, lo=0, hi=10**9)
+        store = self.engine.store
+        jobs = await store.list_jobs(
+            status=statuses, workflow_path=workflow, limit=limit, offset=offset
+        )
+        if workflow is None:
+            total = await store.count_jobs(status=statuses)
+        else:
+            total = len(await store.list_jobs(status=statuses, workflow_path=workflow))
+        body: dict[str, Any] = {"jobs": [_job_summary(j) for j in jobs], "total": total}
+        body["next"] = offset + len(jobs) if offset + len(jobs) < total else None
+        return _json(body)
+
+    async def get_job(self, request: Request) -> Response:
+        return _json((await self._job(request)).to_wire())
+
+    async def resume(self, request: Request) -> Response:
+        body = await _body(request, ResumeBody)
+        job = await self.engine.resume(
+            request.path_params["job_id"],
+            from_phase=body.from_phase,
+            clear_session=body.clear_session,
+            message=body.message,
+        )
+        return _json(await self._fresh(job))
+
+    async def message(self, request: Request) -> Response:
+        body = await _body(request, MessageBody)
+        if not body.text.strip():
+            raise ApiError(422, "text: the message is empty", field="text")
+        message_id = await self.engine.message(
+            request.path_params["job_id"], body.text, mode=body.mode
+        )
+        return _json({"messageId": message_id, "mode": body.mode}, 202)
+
+    async def pause(self, request: Request) -> Response:
+        await _body(request, ReasonBody)
+        job = await self.engine.pause(request.path_params["job_id"])
+        return _json(await self._fresh(job))
+
+    async def cancel(self, request: Request) -> Response:
+        body = await _body(request, ReasonBody)
+        kwargs = {"reason": body.reason} if body.reason else {}
+        job = await self.engine.cancel(request.path_params["job_id"], **kwargs)
+        return _json(await self._fresh(job))
+
+    async def approve(self, request: Request) -> Response:
+        body = await _body(request, ApproveBody)
+        job = await self.engine.approve(
+            request.path_params["job_id"], by=body.by, message=body.message
+        )
+        return _json(await self._fresh(job))
+
+    async def interactive(self, request: Request) -> Response:
+        body = await _body(request, InteractiveBody)
+        job = await self.engine.set_interactive(request.path_params["job_id"], body.interactive)
+        return _json(await self._fresh(job))
+
+    async def _fresh(self, job: Job) -> dict[str, Any]:
+        newest = await self.engine.store.get_job(job.id)
+        return (newest or job).to_wire()
+
+    # -- streams --------------------------------------------------------------------------------
+    async def job_events(self, request: Request) -> SseResponse:
+        return await self._job_stream(request, logs_only=False)
+
+    async def job_stream(self, request: Request) -> SseResponse:
+        return await self._job_stream(request, logs_only=True)
+
+    async def _job_stream(self, request: Request, *, logs_only: bool) -> SseResponse:
+        job = await self._job(request)
+        frames = job_frames(self.engine.store, job.id, _cursor(request), logs_only=logs_only)
+        return SseResponse(frames, heartbeat=self.settings.heartbeat, closing=self.settings.closing)
+
+    async def all_events(self, request: Request) -> SseResponse:
+        frames = all_jobs_frames(self.engine.store, _cursor(request))
+        return SseResponse(frames, heartbeat=self.settings.heartbeat, closing=self.settings.closing)
+
+    # -- artefacts ------------------------------------------------------------------------------
+    def _artifact_file(self, job: Job, artifact_id: str) -> tuple[int, Path]:
+        index = next((i for i, a in enumerate(job.artifacts) if a.id == artifact_id), None)
+        if index is None:
+            raise ApiError(404, f"job {job.id} has no artifact {artifact_id!r}")
+        raw = job.artifacts[index].data.get("path")
+        if not isinstance(raw, str) or not raw.strip():
+            raise ApiError(404, f"artifact {artifact_id!r} has no file (data.path)")
+        if PurePosixPath(raw).is_absolute() or PureWindowsPath(raw).is_absolute():
+            raise ApiError(403, f"artifact {artifact_id!r} points outside the job directory")
+        root = self.engine.paths.job_dir(job.id).resolve()
+        try:
+            target = (root / raw).resolve()
+        except (OSError, RuntimeError):
+            target = None
+        if target is None or not target.is_relative_to(root):
+            raise ApiError(403, f"artifact {artifact_id!r} points outside the job directory")
+        return index, target
+
+    async def artifact_content(self, request: Request) -> Response:
+        from starlette.responses import Response
+
+        job = await self._job(request)
+        _, file = self._artifact_file(job, request.path_params["artifact_id"])
+        try:
+            data = await asyncio.to_thread(file.read_bytes)
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            raise ApiError(404, "the artifact's file does not exist (yet)") from None
+        media = mimetypes.guess_type(file.name)[0] or "application/octet-stream"
+        if file.suffix.lower() in _EDITABLE_SUFFIXES:
+            media = {".md": "text/markdown", ".json": "application/json"}.get(
+                file.suffix.lower(), "text/plain"
+            )
+        return Response(data, media_type=media)
+
+    async def put_artifact_content(self, request: Request) -> Response:
+        body = await _body(request, ArtifactContentBody)
+        job = await self._job(request)
+        artifact_id = request.path_params["artifact_id"]
+        index, file = self._artifact_file(job, artifact_id)
+        if file.suffix.lower() not in _EDITABLE_SUFFIXES:
+            raise ApiError(
+                400,
+                f"only {', '.join(sorted(_EDITABLE_SUFFIXES))} artifacts can be edited",
+                field="artifactId",
+            )
+        data = body.content.encode("utf-8")
+        if len(data) > MAX_ARTIFACT_BYTES:
+            raise ApiError(413, f"an artifact may hold at most {MAX_ARTIFACT_BYTES} bytes")
+        mode = file.stat().st_mode & 0o777 if file.exists() else 0o644
+        await asyncio.to_thread(atomic_write_bytes, file, data, mode=mode)
+        artifact = job.artifacts[index]
+        artifact.edited_at = utcnow()
+        artifact.edited_by = body.edited_by or "api"
+        await self.engine.store.save_job(job, durable=True)
+        await self.engine.store.append_event(
+            job.id,
+            EventKind.LOG,
+            {"line": f"[artifact-edit] {artifact.id} by {artifact.edited_by} ({len(data)} bytes)"},
+        )
+        return _json(artifact.to_wire())
+
+    # -- workflows and config -------------------------------------------------------------------
+    async def workflows(self, request: Request) -> Response:
+        found: dict[str, dict[str, Any]] = {}
+        for root in self._workflow_roots():
+            for info in await asyncio.to_thread(self.engine.overlays.list_workflows, root):
+                found[info.path] = {
+                    "path": info.path,
+                    "displayName": info.display_name,
+                    "description": info.description,
+                    "kind": info.kind,
+                    "phases": list(info.phases),
+                }
+        return _json({"workflows": sorted(found.values(), key=lambda w: w["path"])})
+
+    async def get_config(self, request: Request) -> Response:
+        body: dict[str, Any] = {"config": redact(self.engine.config)}
+        if self.engine.config_error:
+            body["configError"] = self.engine.config_error
+        return _json(body)
+
+    async def put_config(self, request: Request) -> Response:
+        data = await _body_json(request)
+        if isinstance(data, dict) and set(data) == {"config"} and isinstance(data["config"], dict):
+            data = data["config"]  # the shape GET /config answers with
+        if not isinstance(data, dict):
+            raise ApiError(422, "the configuration must be a JSON object", field="(body)")
+        try:
+            config = unredact(data, self.engine.config)
+        except ConfigValidationError as exc:
+            issue = exc.issues[0] if exc.issues else None
+            field = issue.path if issue is not None else None
+            text = f"{issue.path}: {issue.message}" if issue is not None else exc.message
+            raise ApiError(422, text, field=field) from None
+        except ConfigError as exc:
+            raise ApiError(422, exc.message) from None
+        await asyncio.to_thread(save_config, self.engine.paths.config_file, config)
+        applied = self.engine.reload_config()
+        body: dict[str, Any] = {"config": redact(self.engine.config), "applied": applied}
+        if self.engine.config_error:
+            body["configError"] = self.engine.config_error
+        return _json(body)
+
+    async def openapi(self, request: Request) -> Response:
+        from engine.api._openapi import openapi_document
+
+        return _json(openapi_document())
+
+
+def build_app(engine: Engine, settings: ApiSettings) -> Starlette:
+    """The API as an ASGI app (without the security guard: see :class:`ApiServer`)."""
+    from starlette.applications import Starlette
+    from starlette.exceptions import HTTPException
+    from starlette.routing import Route
+
+    r = _Routes(engine, settings)
+
+    def route(path: str, handler: Handler, *methods: str) -> Route:
+        return Route(path, _guarded(handler), methods=list(methods))
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        status = exc.status_code if isinstance(exc, HTTPException) else 500
+        message = exc.detail if isinstance(exc, HTTPException) else "internal error"
+        return error_response(status, f"{request.method} {request.url.path}: {message}")
+
+    job = "/jobs/{job_id}"
+    return Starlette(
+        routes=[
+            route("/health", r.health, "GET"),
+            route("/openapi.json", r.openapi, "GET"),
+            route("/jobs", r.list_jobs, "GET"),
+            route("/jobs", r.create_job, "POST"),
+            route(job, r.get_job, "GET"),
+            route(f"{job}/events", r.job_events, "GET"),
+            route(f"{job}/stream", r.job_stream, "GET"),
+            route(f"{job}/resume", r.resume, "POST"),
+            route(f"{job}/message", r.message, "POST"),
+            route(f"{job}/pause", r.pause, "POST"),
+            route(f"{job}/cancel", r.cancel, "POST"),
+            route(f"{job}/approve", r.approve, "POST"),
+            route(f"{job}/interactive", r.interactive, "PATCH"),
+            route(f"{job}/artifacts/{{artifact_id}}/content", r.artifact_content, "GET"),
+            route(f"{job}/artifacts/{{artifact_id}}/content", r.put_artifact_content, "PUT"),
+            route("/events", r.all_events, "GET"),
+            route("/workflows", r.workflows, "GET"),
+            route("/config", r.get_config, "GET"),
+            route("/config", r.put_config, "PUT"),
+        ],
+        exception_handlers={HTTPException: http_error, Exception: http_error},
+    )
