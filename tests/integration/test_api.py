@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import stat
 from collections.abc import AsyncIterator
@@ -43,12 +44,13 @@ class Api:
         return job.status
 
 
-@pytest.fixture
-async def api(coro_home: Path) -> AsyncIterator[Api]:
-    write_intelligence(coro_home)
-    write_config(coro_home, git={"provider": "github", "token": SECRET})
+@contextlib.asynccontextmanager
+async def running_api(home: Path) -> AsyncIterator[Api]:
+    """An engine with a scripted executor, and its API on a free port with a client."""
+    write_intelligence(home)
+    write_config(home, git={"provider": "github", "token": SECRET})
     executor = ScriptedExecutor()
-    engine = Engine(coro_home, executors=executor.registry(), watch_config=False)
+    engine = Engine(home, executors=executor.registry(), watch_config=False)
     await engine.start()
     try:
         async with ApiServer(engine, port=0, heartbeat_seconds=0.2) as server:
@@ -57,6 +59,12 @@ async def api(coro_home: Path) -> AsyncIterator[Api]:
                 yield Api(engine, server, client, executor)
     finally:
         await engine.stop(grace=1)
+
+
+@pytest.fixture
+async def api(coro_home: Path) -> AsyncIterator[Api]:
+    async with running_api(coro_home) as running:
+        yield running
 
 
 # -- health, token, security ----------------------------------------------------------------------
