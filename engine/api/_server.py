@@ -10,12 +10,11 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import socket
 import uuid
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from engine._serving import InLoopServer, bind_tcp
 from engine.api._app import ApiSettings, build_app
 from engine.api._security import (
     MAX_BODY_BYTES,
@@ -72,8 +71,7 @@ class ApiServer:
         self.runner_id = f"runner-{uuid.uuid4().hex[:12]}"
         self.token = ""
         self._closing = asyncio.Event()
-        self._server: Any = None
-        self._task: asyncio.Task[None] | None = None
+        self._server: InLoopServer | None = None
 
     @property
     def url(self) -> str:
@@ -86,24 +84,8 @@ class ApiServer:
         Raises:
             OSError: the address cannot be bound (e.g. the port is taken).
         """
-        import uvicorn
-
-        class InProcessServer(uvicorn.Server):
-            """Leaves signal handling to the host program and says when it is listening."""
-
-            def __init__(self, config: uvicorn.Config) -> None:
-                super().__init__(config)
-                self.listening = asyncio.Event()
-
-            def capture_signals(self) -> contextlib.nullcontext[None]:  # type: ignore[override]
-                return contextlib.nullcontext()
-
-            async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-                await super().startup(sockets)
-                self.listening.set()
-
         self.token = await asyncio.to_thread(ensure_token, self.engine.paths)
-        sock = _bind(self.host, self.port)
+        sock = bind_tcp(self.host, self.port)
         self.port = sock.getsockname()[1]
         extra = () if self.host in _LOOPBACK else (self.host,)
         settings = ApiSettings(
@@ -120,34 +102,20 @@ class ApiServer:
             max_body=MAX_BODY_BYTES,
             body_limit=_body_limit,
         )
-        config = uvicorn.Config(
-            app,
-            ws="none",
-            lifespan="off",
-            log_config=None,
-            access_log=False,
-            server_header=False,
+        server = InLoopServer(
+            app, sock, name="coro-api", server_header=False,
             timeout_graceful_shutdown=_SHUTDOWN_GRACE_SECONDS,
-        )
-        server = InProcessServer(config)
+        )  # fmt: skip
+        await server.start()
         self._server = server
-        self._task = asyncio.create_task(server.serve(sockets=[sock]), name="coro-api")
-        listening = asyncio.ensure_future(server.listening.wait())
-        await asyncio.wait({self._task, listening}, return_when=asyncio.FIRST_COMPLETED)
-        if not listening.done():
-            listening.cancel()
-            sock.close()
-            self._task.result()
-            raise RuntimeError("the API server stopped while starting")
 
     async def stop(self) -> None:
         """End the SSE streams, close connections, and wait for uvicorn to exit."""
-        if self._task is None:
+        if self._server is None:
             return
         self._closing.set()
-        self._server.should_exit = True
-        task, self._task = self._task, None
-        await task
+        server, self._server = self._server, None
+        await server.stop()
 
     async def __aenter__(self) -> ApiServer:
         await self.start()
@@ -160,19 +128,3 @@ class ApiServer:
         tb: TracebackType | None,
     ) -> None:
         await self.stop()
-
-
-def _bind(host: str, port: int) -> socket.socket:
-    family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
-    # proto=IPPROTO_TCP: asyncio turns Nagle off only on accepted sockets whose proto says
-    # TCP; with Nagle on, every reused-connection request waits ~40 ms for a delayed ACK.
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        sock.listen()
-        sock.setblocking(False)
-    except OSError:
-        sock.close()
-        raise
-    return sock

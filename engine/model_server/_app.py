@@ -7,14 +7,13 @@ Starlette and uvicorn are imported inside the functions that use them, so import
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import json
-import socket
 from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from engine._serving import InLoopServer, bind_tcp
 from engine.model_server._model import RecordedRequest, Reply, ScriptedModel
 from engine.model_server._script import ModelScript
 from engine.model_server._sse import error_body, frame
@@ -134,8 +133,7 @@ class ScriptedModelServer:
         self.host = host
         self.port = port
         self._closing: asyncio.Event | None = None
-        self._server: Any = None
-        self._task: asyncio.Task[None] | None = None
+        self._server: InLoopServer | None = None
 
     @property
     def base_url(self) -> str:
@@ -157,54 +155,24 @@ class ScriptedModelServer:
         Raises:
             OSError: the address cannot be bound (e.g. the port is taken).
         """
-        import uvicorn
-
-        class InProcessServer(uvicorn.Server):
-            """Leaves signal handling to the host program and says when it is listening."""
-
-            def __init__(self, config: uvicorn.Config) -> None:
-                super().__init__(config)
-                self.listening = asyncio.Event()
-
-            def capture_signals(self) -> contextlib.nullcontext[None]:  # type: ignore[override]
-                return contextlib.nullcontext()
-
-            async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-                await super().startup(sockets)
-                self.listening.set()
-
-        sock = _bind(self.host, self.port)
+        sock = bind_tcp(self.host, self.port)
         self.port = sock.getsockname()[1]
         self._closing = asyncio.Event()
-        config = uvicorn.Config(
-            build_app(self.model, self._closing),
-            http="h11",
-            ws="none",
-            lifespan="off",
-            log_config=None,
-            access_log=False,
+        server = InLoopServer(
+            build_app(self.model, self._closing), sock, name="coro-model-server", http="h11",
             timeout_graceful_shutdown=_SHUTDOWN_GRACE_SECONDS,
-        )
-        server = InProcessServer(config)
+        )  # fmt: skip
+        await server.start()
         self._server = server
-        self._task = asyncio.create_task(server.serve(sockets=[sock]))
-        listening = asyncio.ensure_future(server.listening.wait())
-        await asyncio.wait({self._task, listening}, return_when=asyncio.FIRST_COMPLETED)
-        if not listening.done():
-            listening.cancel()
-            sock.close()
-            self._task.result()
-            raise RuntimeError("the scripted model server stopped while starting")
 
     async def stop(self) -> None:
         """Stop serving: end stalled responses, close connections, wait for uvicorn to exit."""
-        if self._task is None:
+        if self._server is None:
             return
         assert self._closing is not None
         self._closing.set()
-        self._server.should_exit = True
-        task, self._task = self._task, None
-        await task
+        server, self._server = self._server, None
+        await server.stop()
 
     async def __aenter__(self) -> ScriptedModelServer:
         await self.start()
@@ -217,23 +185,6 @@ class ScriptedModelServer:
         tb: TracebackType | None,
     ) -> None:
         await self.stop()
-
-
-def _bind(host: str, port: int) -> socket.socket:
-    family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
-    # proto=IPPROTO_TCP matters: asyncio turns Nagle off (TCP_NODELAY) only on accepted
-    # sockets whose proto says TCP, and with Nagle on, a response written in two parts
-    # waits ~40 ms for the client's delayed ACK on every reused connection.
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        sock.listen()
-        sock.setblocking(False)
-    except OSError:
-        sock.close()
-        raise
-    return sock
 
 
 async def serve(
