@@ -68,22 +68,22 @@ def open_session(history: Sequence[ConversationMessage], kickoff: str) -> list[M
         if dangling:
             add_user_blocks(
                 messages,
-                [_result(use["id"], _NOT_RUN, is_error=True) for use in dangling],
+                [tool_result(use["id"], _NOT_RUN, is_error=True) for use in dangling],
             )
     add_user_text(messages, kickoff)
     return messages
 
 
-def _result(tool_use_id: str, text: str, *, is_error: bool = False) -> dict[str, Any]:
-    block: dict[str, Any] = {"type": "tool_result", "tool_use_id": tool_use_id, "content": text}
+def tool_result(tool_use_id: str, text: str, *, is_error: bool = False) -> dict[str, Any]:
+    """A ``tool_result`` block (an empty result is sent as a short note: the API wants text)."""
+    block: dict[str, Any] = {
+        "type": "tool_result",
+        "tool_use_id": tool_use_id,
+        "content": text or "(no output)",
+    }
     if is_error:
         block["is_error"] = True
     return block
-
-
-def tool_result(tool_use_id: str, text: str, *, is_error: bool = False) -> dict[str, Any]:
-    """A ``tool_result`` block (an empty result is sent as a short note: the API wants text)."""
-    return _result(tool_use_id, text or "(no output)", is_error=is_error)
 
 
 def add_user_blocks(messages: list[Message], blocks: Iterable[dict[str, Any]]) -> None:

@@ -9,7 +9,6 @@ park the job; a refusal (credentials, spend limit) escalates with the provider's
 from __future__ import annotations
 
 import asyncio
-import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -47,8 +46,6 @@ if TYPE_CHECKING:
     from engine.config import LlmRetryConfig, LocalConfig
 
 __all__ = ["AnthropicExecutor", "create"]
-
-log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -108,7 +105,7 @@ class AnthropicExecutor:
         for client in clients:
             await client.close()
 
-    def _client(self, config: LocalConfig) -> tuple[AsyncAnthropic, ClientKey]:
+    def client_for(self, config: LocalConfig) -> tuple[AsyncAnthropic, ClientKey]:
         key = client_key(config.llm, self._env)
         client = self._clients.get(key)
         if client is None:
@@ -132,7 +129,7 @@ class AnthropicExecutor:
             )
 
         try:
-            client, key = self._client(config)
+            client, key = self.client_for(config)
         except ProviderRefused as exc:
             return result("error", error=exc.message)
         end_of_life = deprecation(request.model)
@@ -232,7 +229,7 @@ class AnthropicExecutor:
                     steering,
                 )  # fmt: skip
             except ProviderRateLimited as exc:
-                delay = exc.retry_after if exc.retry_after is not None else _backoff(retry, attempt)
+                delay = _retry_delay(exc, retry, attempt)
                 if attempt >= retry.max_attempts or delay > retry.max_delay_seconds:
                     resume_in = (
                         exc.retry_after
@@ -247,8 +244,8 @@ class AnthropicExecutor:
                         f"{exc.message} (gave up after {attempt} tries)",
                         provider=exc.provider, status=exc.status,
                     ) from exc  # fmt: skip
-                await self._wait_retry(request, exc, attempt, retry.max_attempts,
-                                       _backoff(retry, attempt))  # fmt: skip
+                delay = _retry_delay(exc, retry, attempt)
+                await self._wait_retry(request, exc, attempt, retry.max_attempts, delay)
 
     async def _wait_retry(
         self, request: PhaseRequest, exc: ProviderError, attempt: int, attempts: int, delay: float
@@ -296,7 +293,7 @@ class AnthropicExecutor:
                 )
                 results.append(conv.tool_result(use_id, why, is_error=True))
                 continue
-            await self._emit(request, EventKind.TOOL_CALL,
+            await request.context.emit(EventKind.TOOL_CALL,
                              {"id": use_id, "name": name, "input": _clip(arguments)})  # fmt: skip
             started = time.monotonic()
             try:
@@ -309,14 +306,11 @@ class AnthropicExecutor:
             steering.touch()
             text = redact_text(outcome.text, request.context.config)
             results.append(conv.tool_result(use_id, text, is_error=outcome.is_error))
-            await self._emit(request, EventKind.TOOL_RESULT, {
+            await request.context.emit(EventKind.TOOL_RESULT, {
                 "id": use_id, "name": name, "isError": outcome.is_error,
                 "summary": _summary(text), "durationMs": int((time.monotonic() - started) * 1000),
             })  # fmt: skip
         return results
-
-    async def _emit(self, request: PhaseRequest, kind: str, data: dict[str, Any]) -> None:
-        await request.context.emit(kind, data)
 
     # -- plan mode ------------------------------------------------------------------------------
     async def chat(self, request: ChatRequest, config: LocalConfig) -> ChatResult:
@@ -325,7 +319,7 @@ class AnthropicExecutor:
         Raises:
             ProviderError: the provider refused, or stayed unavailable through every try.
         """
-        client, key = self._client(config)
+        client, key = self.client_for(config)
         params = {
             "model": request.model,
             "max_tokens": request.max_output_tokens,
@@ -342,11 +336,7 @@ class AnthropicExecutor:
                 )
                 break
             except (ProviderRateLimited, ProviderUnavailable) as exc:
-                delay = (
-                    exc.retry_after
-                    if isinstance(exc, ProviderRateLimited) and exc.retry_after is not None
-                    else _backoff(retry, attempt)
-                )
+                delay = _retry_delay(exc, retry, attempt)
                 if attempt >= retry.max_attempts or delay > retry.max_delay_seconds:
                     raise
                 await self._sleep(delay)
@@ -377,6 +367,14 @@ async def _interruptible(work: Awaitable[T], steering: SteeringChannel) -> T:
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
     raise _Interrupted
+
+
+def _retry_delay(exc: ProviderError, retry: LlmRetryConfig, attempt: int) -> float:
+    """How long to wait before try ``attempt + 1``: the provider's ``retry-after`` when it
+    gave one, else the back-off."""
+    if isinstance(exc, ProviderRateLimited) and exc.retry_after is not None:
+        return exc.retry_after
+    return _backoff(retry, attempt)
 
 
 def _backoff(retry: LlmRetryConfig, attempt: int) -> float:

@@ -135,7 +135,7 @@ class SubagentRunner:
         tools = [{"name": s.name, "description": s.description, "input_schema": s.input_schema}
                  for s in specs]  # fmt: skip
         model = self._model(sub)
-        client, key = self._executor._client(config)
+        client, key = self._executor.client_for(config)
         messages: list[dict[str, Any]] = [
             {"role": "user", "content": [{"type": "text", "text": prompt}]}
         ]
