@@ -32,6 +32,7 @@ class Dispatcher:
         self._running: dict[str, asyncio.Task[None]] = {}
         self._again: set[str] = set()
         self._closed = False
+        self._cut = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
 
@@ -73,6 +74,10 @@ class Dispatcher:
             if not self._running and not self._queue:
                 self._idle.set()
 
+    def cut(self) -> None:
+        """End the grace period of a :meth:`close` in progress: cancel the runs now."""
+        self._cut.set()
+
     async def cancel(self, job_id: str) -> bool:
         """Stop the job's run (or take it off the queue). True if there was one."""
         self._again.discard(job_id)
@@ -100,7 +105,14 @@ class Dispatcher:
         tasks = dict(self._running)
         if not tasks:
             return []
-        _, pending = await asyncio.wait(tasks.values(), timeout=grace)
+        finished = asyncio.ensure_future(asyncio.wait(tasks.values()))
+        cut = asyncio.ensure_future(self._cut.wait())
+        try:
+            await asyncio.wait({finished, cut}, timeout=grace, return_when="FIRST_COMPLETED")
+        finally:
+            finished.cancel()  # cancels the wait, not the runs
+            cut.cancel()
+        pending = {task for task in tasks.values() if not task.done()}
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)

@@ -6,6 +6,7 @@
         config.json      LocalConfig (mode 0600)
         state.db         SQLite state
         runner.token     bearer token of the HTTP shim (mode 0600)
+        runner.json      where the running runner listens (url, pid), while it runs
         working/<job>/   per-job directory: _intelligence/ overlay + checkouts (paths.workingDir)
         intelligence/    the tenant layer (intelligence.dir)
         cache/           loader and writer caches
@@ -55,6 +56,7 @@ class CoroPaths:
     config_file: Path
     state_db: Path
     token_file: Path
+    runner_file: Path
     working_dir: Path
     intelligence_dir: Path
     cache_dir: Path
@@ -80,6 +82,7 @@ class CoroPaths:
             config_file=root / "config.json",
             state_db=root / "state.db",
             token_file=root / "runner.token",
+            runner_file=root / "runner.json",
             working_dir=_resolve(working, root, "working"),
             intelligence_dir=_resolve(intelligence, root, "intelligence"),
             cache_dir=root / "cache",

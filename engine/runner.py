@@ -125,6 +125,12 @@ class JobRunner:
         self._prompts = PromptBuilder()
         self._why: dict[str, str] = {}  # why a job's next phase was chosen, until announced
         self._steering: dict[str, SteeringChannel] = {}
+        self._draining = False
+
+    def drain(self) -> None:
+        """Start no new phase: each running job stops at its next phase boundary, still in
+        its running status, so the next start recovers it where it stopped."""
+        self._draining = True
 
     def steering(self, job_id: str) -> SteeringChannel | None:
         """The steering channel of the job's running phase, if a phase is running."""
@@ -239,6 +245,12 @@ class JobRunner:
         announced = job.phase
         while True:
             if job.status.is_terminal or job.status.is_parked or job.status.is_stopped:
+                return RunOutcome(job.status)
+            if self._draining:
+                await self.store.save_job(job, durable=True)
+                await self._log(job, f"[shutdown] stopped before phase {job.phase}; "
+                                "it runs when the runner starts again")  # fmt: skip
+                await self.store.flush()
                 return RunOutcome(job.status)
             await self.overlays.resolve(job)
             workflow = self.overlays.load_workflow(job.id, job.workflow_path)

@@ -135,12 +135,19 @@ class Engine:
         for handle in self._timers.values():
             handle.cancel()
         self._timers.clear()
-        assert self.dispatcher is not None
+        assert self.dispatcher is not None and self.runner is not None
+        self.runner.drain()
         cut = await self.dispatcher.close(grace=grace)
         for job_id in cut:
             log.info("job %s was mid-phase at shutdown; it resumes at the next start", job_id)
         await self.executors.aclose()
         await self.store.close()
+
+    def cut_running(self) -> None:
+        """During :meth:`stop`, stop waiting for running phases: cut them now (they resume
+        at the next start)."""
+        if self.dispatcher is not None:
+            self.dispatcher.cut()
 
     async def __aenter__(self) -> Engine:
         await self.start()

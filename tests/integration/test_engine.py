@@ -375,3 +375,54 @@ async def test_messages_and_pauses_that_cannot_apply_are_refused(make_engine: An
     assert done is not None
     with pytest.raises(ActionRefused):
         await engine.pause(job.id)
+
+
+async def test_stop_lets_a_running_phase_finish_then_resumes_at_the_next_phase(
+    home: Path,
+) -> None:
+    release = asyncio.Event()
+
+    async def slow(request: PhaseRequest) -> None:
+        await release.wait()
+
+    first = ScriptedExecutor({"spec": [slow]})
+    engine = Engine(home, executors=first.registry(), watch_config=False)
+    await engine.start()
+    job = await engine.create_job(job_input())
+    with anyio.fail_after(20):
+        await first.entered.wait()
+        stopping = asyncio.create_task(engine.stop(grace=10))
+        await asyncio.sleep(0.1)
+        assert not stopping.done()  # the phase is still running: stop waits for it
+        release.set()
+        await stopping
+    second = ScriptedExecutor()
+    engine = Engine(home, executors=second.registry(), watch_config=False)
+    await engine.start()
+    try:
+        with anyio.fail_after(20):
+            done = await engine.wait_until(job.id, lambda j: j.status.is_terminal)
+        assert done.status is JobStatus.COMPLETE
+        assert [r.phase.name for r in second.requests] == ["build", "review"]  # spec ran once
+        lines = await engine.store.get_log(job.id)
+        assert "[shutdown] stopped before phase build; it runs when the runner starts again" in (
+            lines
+        )
+    finally:
+        await engine.stop(grace=1)
+
+
+async def test_a_second_signal_cuts_the_grace_period(make_engine: Any) -> None:
+    async def hang(request: PhaseRequest) -> None:
+        await asyncio.Event().wait()
+
+    executor = ScriptedExecutor({"spec": [hang]})
+    engine = await make_engine(executor)
+    await engine.create_job(job_input())
+    with anyio.fail_after(20):
+        await executor.entered.wait()
+        stopping = asyncio.create_task(engine.stop(grace=60))
+        await asyncio.sleep(0.1)
+        engine.cut_running()
+        await stopping  # within fail_after's 20 s, so well before the 60 s grace
+    assert stopping.exception() is None

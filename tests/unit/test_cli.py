@@ -68,3 +68,63 @@ def test_the_console_script_is_installed() -> None:
     assert exe is not None, "run `pip install -e .` so the coro script exists"
     proc = subprocess.run([exe, "--version"], capture_output=True, text=True, check=False)
     assert proc.returncode == 0 and __version__ in proc.stdout
+
+
+def test_init_writes_the_flags_and_keeps_the_rest(coro_home: Path, tmp_path: Path) -> None:
+    (coro_home / "config.json").write_text('{"jobs": {"maxConcurrent": 2}}')
+    layer = tmp_path / "team-layer"
+    layer.mkdir()
+    result = runner.invoke(
+        app,
+        ["init", "--port", "7400", "--git-provider", "github", "--git-token", "ghp_abcdef123456",
+         "--intelligence-dir", str(layer)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "ghp_abcdef123456" not in result.output and "git.token = (secret)" in result.output
+    written = json.loads((coro_home / "config.json").read_text())
+    assert written["server"] == {"port": 7400}
+    assert written["jobs"] == {"maxConcurrent": 2}
+    assert written["git"] == {"provider": "github", "token": "ghp_abcdef123456"}
+    assert written["tenant"]["overlay"] == {"kind": "localDir", "path": str(layer)}
+    assert (coro_home / "config.json").stat().st_mode & 0o777 == 0o600
+
+
+def test_init_refuses_bad_flags_and_a_broken_config(coro_home: Path) -> None:
+    bad = runner.invoke(app, ["init", "--git-provider", "svn"])
+    assert bad.exit_code == 2 and "git.provider" in bad.output
+    missing = runner.invoke(app, ["init", "--intelligence-dir", "/no/such/dir"])
+    assert missing.exit_code == 2 and "no such directory" in missing.output
+    (coro_home / "config.json").write_text("{not json")
+    broken = runner.invoke(app, ["init", "--port", "7400"])
+    assert broken.exit_code == 2 and "--force" in broken.output
+    forced = runner.invoke(app, ["init", "--port", "7400", "--force"])
+    assert forced.exit_code == 0
+    assert json.loads((coro_home / "config.json").read_text()) == {"server": {"port": 7400}}
+
+
+def test_start_without_headless_says_what_works() -> None:
+    result = runner.invoke(app, ["start"])
+    assert result.exit_code == 2 and "--headless" in result.output
+
+
+def test_sse_frames_cut_mid_way_are_not_yielded() -> None:
+    from coro_tui._client import parse_frames
+
+    lines = ["retry: 1000", "", ": ping", "", "id: 1", "event: log", "data: a", "data: b", "",
+             "id: 2", "data: half"]  # fmt: skip
+    frames = list(parse_frames(lines))
+    assert [(f.id, f.event, f.text) for f in frames] == [("1", "log", "a\nb")]
+
+
+def test_job_lines_and_exit_codes() -> None:
+    from coro_tui._render import describe_event, exit_code_for, jobs_table, stops_watching
+
+    assert [exit_code_for(s) for s in ("complete", "awaiting-pr-merge", "escalated", "failed",
+                                       "cancelled")] == [0, 0, 1, 1, 1]  # fmt: skip
+    assert stops_watching("awaiting-developer-input") and not stops_watching("coding")
+    status = {"kind": "status", "data": {"from": "queued", "to": "spec", "reason": "go"}}
+    assert describe_event(status) == "── status queued → spec (go)"
+    assert describe_event({"kind": "model_call", "data": {}}) is None
+    table = jobs_table([{"id": "j-1", "status": "complete", "workflowPath": "w.md",
+                         "tokenUsage": {"totalCostUsd": 0.5}}])  # fmt: skip
+    assert table.splitlines()[1].split() == ["j-1", "complete", "-", "w.md", "$0.50"]
