@@ -12,7 +12,8 @@ import asyncio
 import json
 import logging
 import mimetypes
-from collections.abc import Awaitable, Callable
+import re
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -62,6 +63,8 @@ __all__ = ["ApiSettings", "build_app"]
 
 log = logging.getLogger(__name__)
 
+_WHOLE_NUMBER = re.compile(r"-?[0-9]+")
+_WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _EDITABLE_SUFFIXES = frozenset({".md", ".txt", ".yaml", ".yml", ".json"})
 _DEFAULT_PAGE = 50
 _MAX_PAGE = 500
@@ -91,23 +94,30 @@ class ApiSettings:
         self.closing = closing
 
 
-def _json(data: Any, status: int = 200) -> Response:
+def _json(data: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
     from starlette.responses import Response
 
     body = json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
-    return Response(body, status_code=status, media_type="application/json")
+    return Response(body, status_code=status, headers=headers, media_type="application/json")
 
 
-def error_response(status: int, message: str, field: str | None = None) -> Response:
+def error_response(
+    status: int,
+    message: str,
+    field: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
     body: dict[str, Any] = {"error": message}
     if field is not None:
         body["field"] = field
-    return _json(body, status)
+    return _json(body, status, headers)
 
 
-def _guarded(handler: Handler) -> Handler:
+def _guarded(handler: Handler, *, takes_body: bool) -> Handler:
     async def run(request: Request) -> Any:
         try:
+            if takes_body:
+                _require_json(request)
             return await handler(request)
         except ApiError as exc:
             return error_response(exc.status, exc.message, exc.field)
@@ -125,6 +135,17 @@ def _guarded(handler: Handler) -> Handler:
             return error_response(500, "internal error; the runner's log has the details")
 
     return run
+
+
+def _require_json(request: Request) -> None:
+    """Refuse a state-changing request whose body is not declared as JSON (even an empty one).
+
+    Checked here, after routing, so that an undeclared method gets its 405 first; the security
+    middleware has already bounded the body's size by then.
+    """
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media != "application/json":
+        raise ApiError(415, "send the request body as Content-Type: application/json")
 
 
 async def _body_json(request: Request) -> Any:
@@ -154,9 +175,11 @@ async def _body(request: Request, model: type[_Body]) -> _Body:
 
 def _int_param(request: Request, name: str, default: int, *, lo: int, hi: int) -> int:
     raw = request.query_params.get(name)
-    if raw is None or raw == "":
+    if raw is None:
         return default
     try:
+        if not _WHOLE_NUMBER.fullmatch(raw):  # int() takes " 5", "+5", "1_0", other digits
+            raise ValueError(raw)
         value = int(raw)
     except ValueError:
         raise ApiError(422, f"{name} must be a whole number", field=name) from None
@@ -295,13 +318,27 @@ class _Routes:
 
     async def resume(self, request: Request) -> Response:
         body = await _body(request, ResumeBody)
-        job = await self.engine.resume(
-            request.path_params["job_id"],
-            from_phase=body.from_phase,
-            clear_session=body.clear_session,
-            message=body.message,
-        )
+        try:
+            job = await self.engine.resume(
+                request.path_params["job_id"],
+                from_phase=body.from_phase,
+                clear_session=body.clear_session,
+                message=body.message,
+            )
+        except WorkflowError as exc:
+            if body.from_phase is not None and not await self._has_phase(request, body.from_phase):
+                raise ApiError(400, exc.message, field="fromPhase") from None
+            raise
         return _json(await self._fresh(job))
+
+    async def _has_phase(self, request: Request, phase: str) -> bool:
+        """Whether the job's workflow has ``phase`` (an unreadable workflow counts as yes)."""
+        job = await self._job(request)
+        try:
+            workflow = self.engine.overlays.load_workflow(job.id, job.workflow_path)
+        except WorkflowError:
+            return True
+        return workflow.has_phase(phase)
 
     async def message(self, request: Request) -> Response:
         body = await _body(request, MessageBody)
@@ -473,36 +510,48 @@ def build_app(engine: Engine, settings: ApiSettings) -> Starlette:
 
     r = _Routes(engine, settings)
 
-    def route(path: str, handler: Handler, *methods: str) -> Route:
-        return Route(path, _guarded(handler), methods=list(methods))
+    def route(path: str, handlers: dict[str, Handler]) -> Route:
+        """One route per path, so a 405 lists every method the path has in ``Allow``."""
+        guarded = {
+            method: _guarded(handler, takes_body=method in _WRITE_METHODS)
+            for method, handler in handlers.items()
+        }
+
+        async def dispatch(request: Request) -> Any:
+            method = "GET" if request.method == "HEAD" else request.method
+            return await guarded[method](request)
+
+        return Route(path, dispatch, methods=list(handlers))
 
     async def http_error(request: Request, exc: Exception) -> Response:
-        status = exc.status_code if isinstance(exc, HTTPException) else 500
-        message = exc.detail if isinstance(exc, HTTPException) else "internal error"
-        return error_response(status, f"{request.method} {request.url.path}: {message}")
+        if not isinstance(exc, HTTPException):
+            return error_response(500, f"{request.method} {request.url.path}: internal error")
+        message = f"{request.method} {request.url.path}: {exc.detail}"
+        return error_response(exc.status_code, message, headers=exc.headers)
 
     job = "/jobs/{job_id}"
+    paths: dict[str, dict[str, Handler]] = {
+        "/health": {"GET": r.health},
+        "/openapi.json": {"GET": r.openapi},
+        "/jobs": {"GET": r.list_jobs, "POST": r.create_job},
+        job: {"GET": r.get_job},
+        f"{job}/events": {"GET": r.job_events},
+        f"{job}/stream": {"GET": r.job_stream},
+        f"{job}/resume": {"POST": r.resume},
+        f"{job}/message": {"POST": r.message},
+        f"{job}/pause": {"POST": r.pause},
+        f"{job}/cancel": {"POST": r.cancel},
+        f"{job}/approve": {"POST": r.approve},
+        f"{job}/interactive": {"PATCH": r.interactive},
+        f"{job}/artifacts/{{artifact_id}}/content": {
+            "GET": r.artifact_content,
+            "PUT": r.put_artifact_content,
+        },
+        "/events": {"GET": r.all_events},
+        "/workflows": {"GET": r.workflows},
+        "/config": {"GET": r.get_config, "PUT": r.put_config},
+    }
     return Starlette(
-        routes=[
-            route("/health", r.health, "GET"),
-            route("/openapi.json", r.openapi, "GET"),
-            route("/jobs", r.list_jobs, "GET"),
-            route("/jobs", r.create_job, "POST"),
-            route(job, r.get_job, "GET"),
-            route(f"{job}/events", r.job_events, "GET"),
-            route(f"{job}/stream", r.job_stream, "GET"),
-            route(f"{job}/resume", r.resume, "POST"),
-            route(f"{job}/message", r.message, "POST"),
-            route(f"{job}/pause", r.pause, "POST"),
-            route(f"{job}/cancel", r.cancel, "POST"),
-            route(f"{job}/approve", r.approve, "POST"),
-            route(f"{job}/interactive", r.interactive, "PATCH"),
-            route(f"{job}/artifacts/{{artifact_id}}/content", r.artifact_content, "GET"),
-            route(f"{job}/artifacts/{{artifact_id}}/content", r.put_artifact_content, "PUT"),
-            route("/events", r.all_events, "GET"),
-            route("/workflows", r.workflows, "GET"),
-            route("/config", r.get_config, "GET"),
-            route("/config", r.put_config, "PUT"),
-        ],
+        routes=[route(path, handlers) for path, handlers in paths.items()],
         exception_handlers={HTTPException: http_error, Exception: http_error},
     )

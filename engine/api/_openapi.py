@@ -56,14 +56,15 @@ def _op(
     responses: dict[str, Any] = {status: ok}
     codes = (*errors, 401, 403, 500) if secured else (403, 500)
     if body is not None:
-        codes = (*codes, 413, 415, 422)
+        codes = (*codes, 400, 413, 415, 422)  # 400: the body is not JSON
     for code in sorted(set(codes)):
         responses[str(code)] = _ERROR
     op: dict[str, Any] = {"summary": summary, "responses": responses}
     if params:
         op["parameters"] = list(params)
     if body is not None:
-        op["requestBody"] = {"required": False, "content": _json_content(_ref(body))}
+        # Required: even an empty body (taken as {}) must be sent as application/json (415).
+        op["requestBody"] = {"required": True, "content": _json_content(_ref(body))}
     if not secured:
         op["security"] = []
     return op
@@ -141,7 +142,11 @@ def openapi_document() -> dict[str, Any]:
                     _query("status", {"type": "string"}, "Comma-separated statuses."),
                     _query("workflow", {"type": "string"}, "A workflowPath."),
                     _query("limit", {"type": "integer", "minimum": 1, "maximum": 500}, "Page."),
-                    _query("offset", {"type": "integer", "minimum": 0}, "Skip this many."),
+                    _query(
+                        "offset",
+                        {"type": "integer", "minimum": 0, "maximum": 1_000_000_000},
+                        "Skip this many.",
+                    ),
                 ),
             ),
             "post": _op(
