@@ -376,6 +376,19 @@ class _Routes:
         newest = await self.engine.store.get_job(job.id)
         return (newest or job).to_wire()
 
+    async def job_log(self, request: Request) -> Response:
+        job = await self._job(request)
+        after = _int_param(request, "after", 0, lo=0, hi=2**62)
+        limit = _int_param(request, "limit", 1000, lo=1, hi=5000)
+        events = await self.engine.store.read_events(
+            job.id, after_seq=after, limit=limit, kinds=(EventKind.LOG,)
+        )
+        lines = [
+            {"seq": e.seq, "at": e.ts.isoformat(), "line": str(e.data.get("line", ""))}
+            for e in events
+        ]
+        return _json({"lines": lines, "next": events[-1].seq if len(events) == limit else None})
+
     # -- streams --------------------------------------------------------------------------------
     async def job_events(self, request: Request) -> SseResponse:
         return await self._job_stream(request, logs_only=False)
@@ -535,6 +548,7 @@ def build_app(engine: Engine, settings: ApiSettings) -> Starlette:
         "/openapi.json": {"GET": r.openapi},
         "/jobs": {"GET": r.list_jobs, "POST": r.create_job},
         job: {"GET": r.get_job},
+        f"{job}/log": {"GET": r.job_log},
         f"{job}/events": {"GET": r.job_events},
         f"{job}/stream": {"GET": r.job_stream},
         f"{job}/resume": {"POST": r.resume},

@@ -158,6 +158,42 @@ def openapi_document() -> dict[str, Any]:
             ),
         },
         "/jobs/{job_id}": {"get": _op("One job", _ok(job_ref), errors=(404,), params=job_ops)},
+        "/jobs/{job_id}/log": {
+            "get": _op(
+                "The job's log lines after a seq, a page at a time",
+                _ok(
+                    {
+                        "type": "object",
+                        "required": ["lines", "next"],
+                        "properties": {
+                            "lines": {
+                                "type": "array",
+                                "items": {
+                                    "type": "object",
+                                    "required": ["seq", "at", "line"],
+                                    "properties": {
+                                        "seq": {"type": "integer"},
+                                        "at": {"type": "string"},
+                                        "line": {"type": "string"},
+                                    },
+                                },
+                            },
+                            "next": {"type": ["integer", "null"]},
+                        },
+                    }
+                ),
+                errors=(404, 422),
+                params=(
+                    _JOB_ID,
+                    _query(
+                        "after",
+                        {"type": "integer", "minimum": 0, "maximum": 2**62},
+                        "Lines after this seq.",
+                    ),
+                    _query("limit", {"type": "integer", "minimum": 1, "maximum": 5000}, "Page."),
+                ),
+            )
+        },
         "/jobs/{job_id}/events": {
             "get": _op(
                 "SSE of the job's event log (id = seq); ends after a terminal status",
