@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Collection, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
@@ -163,7 +163,9 @@ class SteeringChannel:
     - :meth:`interrupt` (*urgent*): the executor cancels the in-flight model stream or tool
       (killing the tool's process group), then delivers the text, if any;
     - :meth:`request_pause`: the executor stops at the next safe boundary (after the current
-      model call or tool returns, or at once with ``urgent``) and returns ``interrupted``.
+      model call or tool returns, or at once with ``urgent``) and returns ``interrupted``;
+    - :meth:`push_events`: inbound events (PR reviews, merges, CI) rendered as one message,
+      which the executor takes with :meth:`drain_events` along with the steers.
 
     Executors call :meth:`touch` whenever the model or a tool shows progress.
     """
@@ -171,6 +173,8 @@ class SteeringChannel:
     def __init__(self) -> None:
         self._pending: deque[str] = deque()
         self._queued: deque[str] = deque()
+        self._events: deque[str] = deque()
+        self.inbox_ids: list[int] = []  # inbox items handed over; acknowledged at phase end
         self._interrupt = asyncio.Event()
         self.pause_requested = False
         self.last_activity = time.monotonic()
@@ -184,6 +188,17 @@ class SteeringChannel:
     def drain(self) -> list[str]:
         items = list(self._pending)
         self._pending.clear()
+        return items
+
+    def push_events(self, text: str, inbox_ids: Sequence[int] = ()) -> None:
+        """Inbound events (already rendered), for the next model request, like a steer but
+        without the developer's label."""
+        self._events.append(text)
+        self.inbox_ids.extend(inbox_ids)
+
+    def drain_events(self) -> list[str]:
+        items = list(self._events)
+        self._events.clear()
         return items
 
     def drain_queued(self) -> list[str]:

@@ -50,6 +50,7 @@ from state import (
 
 if TYPE_CHECKING:
     from engine.config import LocalConfig
+    from engine.inbound import InboundRouter
     from engine.overlay import OverlayManager
     from engine.paths import CoroPaths
     from engine.workflow import PhaseConfig, Workflow
@@ -126,6 +127,7 @@ class JobRunner:
         self._why: dict[str, str] = {}  # why a job's next phase was chosen, until announced
         self._steering: dict[str, SteeringChannel] = {}
         self._draining = False
+        self.inbound: InboundRouter | None = None  # set by the engine
 
     def drain(self) -> None:
         """Start no new phase: each running job stops at its next phase boundary, still in
@@ -343,7 +345,16 @@ class JobRunner:
         if external is not None:
             context.external_tools = external.restrict(allowed)
         steering = self._steering[job.id] = SteeringChannel()
+        delivered = False
         try:
+            if self.inbound is not None:
+                items = await self.inbound.claim_for_phase(job.id)
+                if items:
+                    from engine.inbound import render_events
+
+                    steering.push_events(render_events(items), [item.id for item in items])
+                    await self._log(job, f"[events] {len(items)} pending event(s) delivered "
+                                         f"to phase {phase.name}")  # fmt: skip
             async with self._toolbox(context, allowed) as tools:
                 request = PhaseRequest(
                     job=job,
@@ -362,8 +373,14 @@ class JobRunner:
                     steering=steering,
                 )
                 result = await self._execute_watched(job, executor, request)
+            delivered = True
         finally:
             self._steering.pop(job.id, None)
+            if steering.inbox_ids:
+                # Delivered events are done once the phase that got them ends; otherwise
+                # they go back, to be delivered again (at least once, never lost).
+                settle = self.store.ack if delivered else self.store.release
+                await asyncio.shield(settle(steering.inbox_ids))
         if not result.usage.duration_ms:
             result.usage.duration_ms = int((time.monotonic() - started) * 1000)
         return result, signals

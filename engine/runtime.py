@@ -18,6 +18,7 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from engine.config import ConfigFingerprint, LocalConfig, config_fingerprint, load_config
 from engine.dispatcher import Dispatcher
@@ -35,6 +36,9 @@ from state import (
     SqliteStateBackend,
     StateBackend,
 )
+
+if TYPE_CHECKING:
+    from engine.inbound import InboundRouter
 
 __all__ = ["ActionRefused", "Engine"]
 
@@ -85,6 +89,9 @@ class Engine:
         self._started = False
         self.dispatcher: Dispatcher | None = None
         self.runner: JobRunner | None = None
+        self.inbound: InboundRouter | None = None
+        self.runner_id = f"runner-{uuid.uuid4().hex[:12]}"
+        """This process's identity: in ``/health``, and as the owner of inbox claims."""
         self._config_fingerprint: ConfigFingerprint | None = None
         self.config_listeners: list[Callable[[bool], None]] = []
         """Called after every reload attempt with whether the new config was applied."""
@@ -119,8 +126,15 @@ class Engine:
             toolbox=self._toolbox,
         )
         self.dispatcher = Dispatcher(self._run, max_concurrent=self.config.jobs.max_concurrent)
+        from engine.inbound import InboundRouter
+
+        self.inbound = InboundRouter(
+            store=self._store, runner=self.runner, wake=self._wake, owner=self.runner_id
+        )
+        self.runner.inbound = self.inbound
         self._started = True
         await self._recover()
+        await self.inbound.sweep()
         if self._watch:
             self._watcher = asyncio.create_task(self._watch_config(), name="coro-config-watch")
 
@@ -212,6 +226,15 @@ class Engine:
             return
         job.awaiting_event = None
         await self._requeue(job, "rate limit window over")
+
+    async def _wake(self, job: Job, reason: str) -> None:
+        """Queue a parked job again because what it awaited arrived."""
+        job = await self._require(job.id)
+        if not job.status.is_parked:
+            return
+        job.awaiting_event = None
+        job.awaiting_pr_id = None
+        await self._requeue(job, reason)
 
     async def _requeue(self, job: Job, reason: str) -> None:
         assert self.runner is not None

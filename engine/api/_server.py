@@ -10,9 +10,9 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
+import logging
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from engine._serving import InLoopServer, bind_tcp
 from engine.api._app import ApiSettings, build_app
@@ -27,9 +27,12 @@ from engine.api._security import (
 if TYPE_CHECKING:
     from engine.runtime import Engine
 
-__all__ = ["DEFAULT_HEARTBEAT_SECONDS", "ApiServer"]
+__all__ = ["DEFAULT_HEARTBEAT_SECONDS", "DEFAULT_STALL_SECONDS", "ApiServer"]
+
+log = logging.getLogger(__name__)
 
 DEFAULT_HEARTBEAT_SECONDS = 15.0
+DEFAULT_STALL_SECONDS = 30.0
 _LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 _SHUTDOWN_GRACE_SECONDS = 2
 #: An artefact edit carries up to 2 MiB of text, which JSON escaping may grow.
@@ -52,6 +55,8 @@ class ApiServer:
         port: the port (0 picks a free one; :attr:`port` says which).
         mode: what ``/health`` reports: ``headless`` or ``tui``.
         heartbeat_seconds: the quiet time after which an SSE stream sends a comment line.
+        stall_seconds: how long a write may wait for a client that takes no bytes before
+            the connection is closed (an SSE client then resumes with ``Last-Event-ID``).
     """
 
     def __init__(
@@ -62,13 +67,15 @@ class ApiServer:
         port: int = 0,
         mode: str = "headless",
         heartbeat_seconds: float = DEFAULT_HEARTBEAT_SECONDS,
+        stall_seconds: float = DEFAULT_STALL_SECONDS,
     ) -> None:
         self.engine = engine
         self.host = host
         self.port = port
         self.mode = mode
         self.heartbeat_seconds = heartbeat_seconds
-        self.runner_id = f"runner-{uuid.uuid4().hex[:12]}"
+        self.stall_seconds = stall_seconds
+        self.runner_id = engine.runner_id
         self.token = ""
         self._closing = asyncio.Event()
         self._server: InLoopServer | None = None
@@ -105,6 +112,7 @@ class ApiServer:
         server = InLoopServer(
             app, sock, name="coro-api", server_header=False,
             timeout_graceful_shutdown=_SHUTDOWN_GRACE_SECONDS,
+            http=_stall_guarded_protocol(self.stall_seconds),
         )  # fmt: skip
         await server.start()
         self._server = server
@@ -128,3 +136,55 @@ class ApiServer:
         tb: TracebackType | None,
     ) -> None:
         await self.stop()
+
+
+def _stall_guarded_protocol(stall_seconds: float) -> type[asyncio.Protocol]:
+    """uvicorn's HTTP protocol, aborting a connection whose writes stay blocked too long.
+
+    uvicorn stops an app's ``send`` while the transport's buffer is above its high-water mark
+    (between ``pause_writing`` and ``resume_writing``), so a client that stops reading would
+    hold the response, an SSE stream's subscription and the socket forever. A stream cannot
+    end that itself: ``transport.close()`` (all uvicorn does when an app gives up mid-response)
+    waits for the buffer to drain first. Aborting drops what is buffered and reports the
+    disconnect to the app at once; an SSE client resumes from the last ``id:`` it received
+    whole, so nothing is lost or repeated.
+    """
+    from uvicorn.protocols.http.auto import AutoHTTPProtocol
+
+    class StallGuard(asyncio.Protocol):
+        _stall_transport: asyncio.Transport | None = None
+        _stall_timer: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport: Any) -> None:
+            self._stall_transport = transport
+            super().connection_made(transport)
+
+        def pause_writing(self) -> None:
+            super().pause_writing()
+            if self._stall_timer is None:
+                loop = asyncio.get_running_loop()
+                self._stall_timer = loop.call_later(stall_seconds, self._stalled)
+
+        def resume_writing(self) -> None:
+            self._cancel_stall_timer()
+            super().resume_writing()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._cancel_stall_timer()
+            super().connection_lost(exc)
+
+        def _cancel_stall_timer(self) -> None:
+            if self._stall_timer is not None:
+                self._stall_timer.cancel()
+                self._stall_timer = None
+
+        def _stalled(self) -> None:
+            self._stall_timer = None
+            if self._stall_transport is not None:
+                peer = self._stall_transport.get_extra_info("peername")
+                log.info(
+                    "closing the connection of %s: no bytes taken for %g s", peer, stall_seconds
+                )
+                self._stall_transport.abort()
+
+    return type("StallGuardedHTTPProtocol", (StallGuard, AutoHTTPProtocol), {})

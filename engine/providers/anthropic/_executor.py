@@ -198,9 +198,12 @@ class AnthropicExecutor:
             steering.clear_interrupt()
 
     def _deliver_steering(self, request: PhaseRequest, messages: list[dict[str, Any]]) -> None:
+        parts = request.steering.drain_events()
         texts = request.steering.drain()
         if texts:
-            conv.add_user_text(messages, _developer(texts))
+            parts.append(_developer(texts))
+        if parts:
+            conv.add_user_text(messages, "\n\n".join(parts))
 
     async def call(
         self,
