@@ -128,14 +128,20 @@ class InboundRouter:
         return job
 
     async def submit(
-        self, event: InboundEvent, *, dedupe_key: str | None = None, route: bool = True
+        self,
+        event: InboundEvent,
+        *,
+        dedupe_key: str | None = None,
+        job_id: str | None = None,
+        route: bool = True,
     ) -> InboxItem | None:
         """Store ``event`` durably, then route it. ``None``: a duplicate, dropped.
 
-        With ``route=False`` the caller routes later (:meth:`route_soon`), so a webhook can be
-        acknowledged as soon as the event is stored.
+        ``job_id`` names the job when the caller knows it (the poller); otherwise the job is
+        found from the event's pull request. With ``route=False`` the caller routes later
+        (:meth:`route_soon`), so a webhook can be acknowledged as soon as it is stored.
         """
-        job = await self.job_for(event)
+        job = await self._store.get_job(job_id) if job_id else await self.job_for(event)
         item = await self._store.enqueue(
             event, dedupe_key or dedupe_key_for(event), job_id=job.id if job else None
         )

@@ -39,6 +39,8 @@ from state import (
 
 if TYPE_CHECKING:
     from engine.inbound import InboundRouter
+    from engine.polling import PrPoller
+    from engine.scm.registry import ScmRegistry
 
 __all__ = ["ActionRefused", "Engine"]
 
@@ -66,6 +68,7 @@ class Engine:
         executors: the executor registry (default: discovered from entry points).
         toolbox: opens each phase's tools (default: the in-process MCP domain tools).
         watch_config: reload ``config.json`` when it changes on disk.
+        poll_prs: poll parked jobs' pull requests (``polling.intervalSeconds``).
     """
 
     def __init__(
@@ -76,6 +79,7 @@ class Engine:
         executors: ExecutorRegistry | None = None,
         toolbox: OpenToolbox | None = None,
         watch_config: bool = True,
+        poll_prs: bool = True,
     ) -> None:
         self.paths = CoroPaths.from_home(home)
         self.config = LocalConfig()
@@ -90,6 +94,9 @@ class Engine:
         self.dispatcher: Dispatcher | None = None
         self.runner: JobRunner | None = None
         self.inbound: InboundRouter | None = None
+        self.scm: ScmRegistry
+        self.poller: PrPoller | None = None
+        self._poll = poll_prs
         self.runner_id = f"runner-{uuid.uuid4().hex[:12]}"
         """This process's identity: in ``/health``, and as the owner of inbox claims."""
         self._config_fingerprint: ConfigFingerprint | None = None
@@ -132,9 +139,21 @@ class Engine:
             store=self._store, runner=self.runner, wake=self._wake, owner=self.runner_id
         )
         self.runner.inbound = self.inbound
+        from engine.scm.registry import ScmRegistry
+
+        self.scm = ScmRegistry(config=lambda: self.config, paths=lambda: self.paths,
+                               store=self._store)  # fmt: skip
         self._started = True
         await self._recover()
         await self.inbound.sweep()
+        if self._poll:
+            from engine.polling import PrPoller
+
+            self.poller = PrPoller(
+                store=self._store, scm=self.scm, inbound=self.inbound,
+                interval=lambda: self.config.polling.interval_seconds,
+            )  # fmt: skip
+            self.poller.start()
         if self._watch:
             self._watcher = asyncio.create_task(self._watch_config(), name="coro-config-watch")
 
@@ -154,7 +173,10 @@ class Engine:
         cut = await self.dispatcher.close(grace=grace)
         for job_id in cut:
             log.info("job %s was mid-phase at shutdown; it resumes at the next start", job_id)
+        if self.poller is not None:
+            await self.poller.stop()
         await self.executors.aclose()
+        await self.scm.aclose()
         await self.store.close()
 
     def cut_running(self) -> None:

@@ -521,7 +521,10 @@ def build_app(engine: Engine, settings: ApiSettings) -> Starlette:
     from starlette.exceptions import HTTPException
     from starlette.routing import Route
 
+    from engine.api._scm import ScmRoutes
+
     r = _Routes(engine, settings)
+    scm = ScmRoutes(engine)
 
     def route(path: str, handlers: dict[str, Handler]) -> Route:
         """One route per path, so a 405 lists every method the path has in ``Allow``."""
@@ -564,6 +567,7 @@ def build_app(engine: Engine, settings: ApiSettings) -> Starlette:
         "/events": {"GET": r.all_events},
         "/workflows": {"GET": r.workflows},
         "/config": {"GET": r.get_config, "PUT": r.put_config},
+        "/webhook/{plugin_id}": {"POST": scm.webhook},
     }
     return Starlette(
         routes=[route(path, handlers) for path, handlers in paths.items()],

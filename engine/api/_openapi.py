@@ -54,7 +54,7 @@ def _op(
     secured: bool = True,
 ) -> dict[str, Any]:
     responses: dict[str, Any] = {status: ok}
-    codes = (*errors, 401, 403, 500) if secured else (403, 500)
+    codes = (*errors, 401, 403, 500) if secured else (*errors, 403, 500)
     if body is not None:
         codes = (*codes, 400, 413, 415, 422)  # 400: the body is not JSON
     for code in sorted(set(codes)):
@@ -300,8 +300,41 @@ def openapi_document() -> dict[str, Any]:
                 ),
             },
         },
+        "/webhook/{plugin_id}": {
+            "post": _op(
+                "A webhook delivery from a hosting service, verified by its signature "
+                "(X-Hub-Signature-256 for GitHub, X-Hub-Signature for Bitbucket) instead of "
+                "the token; stored, then routed to the jobs it concerns",
+                {
+                    "description": "accepted",
+                    "content": _json_content(
+                        {
+                            "type": "object",
+                            "required": ["accepted", "duplicates"],
+                            "properties": {
+                                "accepted": {"type": "integer"},
+                                "duplicates": {"type": "integer"},
+                            },
+                        }
+                    ),
+                },
+                status="202",
+                body="WebhookPayload",
+                errors=(401, 404),
+                params=(
+                    {
+                        "name": "plugin_id",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string"},
+                    },
+                ),
+                secured=False,
+            )
+        },
     }
     schemas["Config"] = {"type": "object", "description": "LocalConfig as camelCase JSON."}
+    schemas["WebhookPayload"] = {"description": "The hosting service's event payload."}
     return {
         "openapi": "3.1.0",
         "info": {"title": "coro runner API", "version": __version__},

@@ -99,6 +99,9 @@ class SecurityMiddleware:
         origins: accepted ``Origin`` values.
         max_body: the body limit in bytes.
         body_limit: ``(method, path) -> limit`` for routes that take more (``None``: default).
+        signed_prefix: paths under it (``/webhook/``) are authenticated by the request's
+            signature, which the route checks, instead of the token; they come from outside
+            (a tunnel, a forwarder), so their ``Host`` is not checked either.
     """
 
     def __init__(
@@ -110,6 +113,7 @@ class SecurityMiddleware:
         origins: frozenset[str],
         max_body: int = MAX_BODY_BYTES,
         body_limit: Callable[[str, str], int | None] | None = None,
+        signed_prefix: str | None = None,
     ) -> None:
         self.app = app
         self._token = token.encode()
@@ -117,6 +121,7 @@ class SecurityMiddleware:
         self._origins = origins
         self._max_body = max_body
         self._body_limit = body_limit
+        self._signed_prefix = signed_prefix
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -144,8 +149,9 @@ class SecurityMiddleware:
         headers: dict[bytes, bytes] = {}
         for name, value in scope["headers"]:
             headers.setdefault(name, value)
+        signed = self._signed_prefix is not None and scope["path"].startswith(self._signed_prefix)
         host = headers.get(b"host", b"").decode("latin-1").lower()
-        if host not in self._hosts:
+        if host not in self._hosts and not signed:
             return 403, "this Host is not allowed (only the runner's loopback address)", []
         origin = headers.get(b"origin")
         if origin is not None and origin.decode("latin-1").lower() not in self._origins:
@@ -157,7 +163,7 @@ class SecurityMiddleware:
                 "a token in the query string is never accepted; send Authorization: Bearer",
                 [(b"www-authenticate", b"Bearer")],
             )
-        if scope["path"] not in _OPEN_PATHS:
+        if scope["path"] not in _OPEN_PATHS and not signed:
             auth = headers.get(b"authorization", b"")
             scheme, _, given = auth.partition(b" ")
             if scheme.lower() != b"bearer" or not hmac.compare_digest(given.strip(), self._token):

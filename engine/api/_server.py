@@ -39,9 +39,16 @@ _SHUTDOWN_GRACE_SECONDS = 2
 _ARTIFACT_BODY_BYTES = 6 * 1024 * 1024
 
 
+#: Webhook deliveries can be large (a push with many commits); GitHub caps them at 25 MB.
+_WEBHOOK_BODY_BYTES = 25 * 1024 * 1024
+WEBHOOK_PREFIX = "/webhook/"
+
+
 def _body_limit(method: str, path: str) -> int | None:
     if method == "PUT" and path.endswith("/content") and "/artifacts/" in path:
         return _ARTIFACT_BODY_BYTES
+    if method == "POST" and path.startswith(WEBHOOK_PREFIX):
+        return _WEBHOOK_BODY_BYTES
     return None
 
 
@@ -108,6 +115,7 @@ class ApiServer:
             origins=allowed_origins(self.port, extra),
             max_body=MAX_BODY_BYTES,
             body_limit=_body_limit,
+            signed_prefix=WEBHOOK_PREFIX,
         )
         server = InLoopServer(
             app, sock, name="coro-api", server_header=False,

@@ -93,6 +93,7 @@ class GitConfig(ConfigBlock):
     username: str | None = None
     token: SecretValue = None
     base_url: str | None = None
+    webhook_secret: SecretValue = None
 
 
 # ── tenant ──────────────────────────────────────────────────────────────────────────────────
