@@ -5,7 +5,7 @@ Importing ``state`` is cheap and never imports the engine, the TUI, ``anthropic`
 
 from __future__ import annotations
 
-from state.backend import EventInput, StateBackend
+from state.backend import EventInput, StalePullRequestError, StateBackend
 from state.errors import (
     DuplicateJobError,
     JobNotFoundError,
@@ -32,6 +32,9 @@ from state.models import (
     JobInput,
     JobStatus,
     JobType,
+    LocalPrApproval,
+    LocalPrComment,
+    LocalPullRequest,
     PhaseModelOverride,
     PhaseUsage,
     PrMapping,
@@ -69,6 +72,9 @@ __all__ = [
     "JobNotFoundError",
     "JobStatus",
     "JobType",
+    "LocalPrApproval",
+    "LocalPrComment",
+    "LocalPullRequest",
     "PhaseModelOverride",
     "PhaseUsage",
     "PrMapping",
@@ -77,6 +83,7 @@ __all__ = [
     "RateLimitInfo",
     "SqliteStateBackend",
     "StaleJobError",
+    "StalePullRequestError",
     "StateBackend",
     "StateCorruptError",
     "StateError",

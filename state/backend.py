@@ -6,12 +6,15 @@ Two implementations pass one contract test suite: :class:`state.sqlite.SqliteSta
 Durability contract:
 
 - ``create_job``, ``append_event`` / ``append_events`` / ``append_log``, the mapping,
-  proposal, investigation and inbox methods return only after their write is committed.
+  proposal, investigation, inbox and local pull request methods return only after their
+  write is committed.
 - ``save_job`` is write-behind: the newest state of each job is kept and committed at least
   every 50 ms, with any event appended after it, and before ``flush()`` returns. Pass
   ``durable=True`` (as the phase loop does at a phase boundary) to wait for the commit.
 - Saves are checked against ``Job.version``: saving a copy that is not the newest raises
-  :class:`state.errors.StaleJobError` rather than losing another writer's change.
+  :class:`state.errors.StaleJobError` rather than losing another writer's change. Local pull
+  requests are checked the same way against ``LocalPullRequest.version``
+  (:class:`StalePullRequestError`).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
+from state.errors import StateError
 from state.models import (
     ExternalRef,
     InboundEvent,
@@ -27,14 +31,32 @@ from state.models import (
     Investigation,
     Job,
     JobEvent,
+    LocalPullRequest,
     PrMapping,
     Proposal,
 )
 
-__all__ = ["EventInput", "StateBackend"]
+__all__ = ["EventInput", "StalePullRequestError", "StateBackend"]
 
 #: One event to append: ``(kind, data)``.
 EventInput = tuple[str, Mapping[str, Any]]
+
+
+class StalePullRequestError(StateError):
+    """A local pull request was saved from an out-of-date copy (or was never created)."""
+
+    title = "Pull request changed underneath"
+
+    def __init__(self, repo: str, pr_id: int, expected: int, actual: int | None) -> None:
+        now = "does not exist" if actual is None else f"is at version {actual}"
+        super().__init__(
+            f"pull request {repo}#{pr_id} was saved from version {expected} but it {now}: "
+            "another writer changed it first. Reload it and apply the change again."
+        )
+        self.repo = repo
+        self.pr_id = pr_id
+        self.expected = expected
+        self.actual = actual
 
 
 @runtime_checkable
@@ -204,3 +226,23 @@ class StateBackend(Protocol):
 
     async def pending_inbox(self, job_id: str | None = None) -> int:
         """How many events are waiting (pending or claimed, not done)."""
+
+    # -- local pull requests (the local SCM's review records) ---------------------------------
+    async def create_local_pr(self, pr: LocalPullRequest) -> LocalPullRequest:
+        """Store a new pull request, giving it the next ``id`` of its repository (1, 2, …;
+        atomically, so concurrent creators never share one) and ``version`` 1, in place."""
+
+    async def get_local_pr(self, repo: str, pr_id: int) -> LocalPullRequest | None:
+        """A fresh copy of the pull request, or ``None``."""
+
+    async def save_local_pr(self, pr: LocalPullRequest) -> LocalPullRequest:
+        """Save ``pr`` (its ``version`` must be the stored one) and bump its version in place.
+
+        Raises:
+            StalePullRequestError: another writer saved it first, or it was never created.
+        """
+
+    async def list_local_prs(
+        self, *, repo: str | None = None, state: str | None = None
+    ) -> list[LocalPullRequest]:
+        """Pull requests, newest first, optionally of one repository and in one state."""

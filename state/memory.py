@@ -11,7 +11,7 @@ from typing import Any
 
 from state._broker import EventBroker
 from state._common import BackendBase, apply_patch, status_filter
-from state.backend import EventInput
+from state.backend import EventInput, StalePullRequestError
 from state.errors import DuplicateJobError, JobNotFoundError, StaleJobError, StateError
 from state.models import (
     EventKind,
@@ -21,6 +21,7 @@ from state.models import (
     Investigation,
     Job,
     JobEvent,
+    LocalPullRequest,
     Proposal,
     utcnow,
 )
@@ -46,6 +47,7 @@ class InMemoryStateBackend(BackendBase):
         self._inbox_keys: set[str] = set()
         self._inbox_leases: dict[int, float] = {}
         self._inbox_ids = itertools.count(1)
+        self._local_prs: dict[tuple[str, int], LocalPullRequest] = {}
         self._open = False
         self._broker = EventBroker(self._read_backlog)
 
@@ -341,3 +343,35 @@ class InMemoryStateBackend(BackendBase):
             for i in self._inbox.values()
             if i.state != "done" and (job_id is None or i.job_id == job_id)
         )
+
+    # -- local pull requests ------------------------------------------------------------------
+    async def create_local_pr(self, pr: LocalPullRequest) -> LocalPullRequest:
+        pr.id = 1 + max((i for repo, i in self._local_prs if repo == pr.repo), default=0)
+        pr.version = 1
+        pr.updated_at = utcnow()
+        self._local_prs[(pr.repo, pr.id)] = pr.model_copy(deep=True)
+        return pr
+
+    async def get_local_pr(self, repo: str, pr_id: int) -> LocalPullRequest | None:
+        pr = self._local_prs.get((repo, pr_id))
+        return pr.model_copy(deep=True) if pr else None
+
+    async def save_local_pr(self, pr: LocalPullRequest) -> LocalPullRequest:
+        stored = self._local_prs.get((pr.repo, pr.id))
+        if stored is None or stored.version != pr.version:
+            actual = stored.version if stored else None
+            raise StalePullRequestError(pr.repo, pr.id, pr.version, actual)
+        pr.version += 1
+        pr.updated_at = utcnow()
+        self._local_prs[(pr.repo, pr.id)] = pr.model_copy(deep=True)
+        return pr
+
+    async def list_local_prs(
+        self, *, repo: str | None = None, state: str | None = None
+    ) -> list[LocalPullRequest]:
+        found = [
+            pr.model_copy(deep=True)
+            for pr in self._local_prs.values()
+            if (repo is None or pr.repo == repo) and (state is None or pr.state == state)
+        ]
+        return sorted(found, key=lambda pr: (pr.created_at, pr.id), reverse=True)

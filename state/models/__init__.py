@@ -23,6 +23,7 @@ from state.models.job import (
     WorkItemStatus,
 )
 from state.models.records import ExternalRef, Investigation, Proposal, ProposalFile
+from state.models.scm import LocalPrApproval, LocalPrComment, LocalPullRequest
 from state.models.status import PAUSED_AWAITING_EVENT, JobStatus, JobType
 
 __all__ = [
@@ -42,6 +43,9 @@ __all__ = [
     "JobInput",
     "JobStatus",
     "JobType",
+    "LocalPrApproval",
+    "LocalPrComment",
+    "LocalPullRequest",
     "PhaseModelOverride",
     "PhaseUsage",
     "PrMapping",

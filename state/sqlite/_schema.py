@@ -105,6 +105,20 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX inbox_open ON inbox(state, job_id, id) WHERE state != 'done';
     """,
+    # 1 -> 2: pull requests of the local SCM (ids count from 1 per repository).
+    """
+    CREATE TABLE local_prs (
+        repo       TEXT NOT NULL,
+        id         INTEGER NOT NULL,
+        version    INTEGER NOT NULL,
+        state      TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        data       TEXT NOT NULL,
+        PRIMARY KEY (repo, id)
+    );
+    CREATE INDEX local_prs_state ON local_prs(state, created_at);
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

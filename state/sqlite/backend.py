@@ -33,6 +33,7 @@ from state.models import (
     JobEvent,
     utcnow,
 )
+from state.sqlite._local_prs import SqliteLocalPrs
 from state.sqlite._records import SqliteRecords
 from state.sqlite._schema import connect, corrupt_error
 
@@ -94,7 +95,7 @@ def _event(row: Sequence[Any]) -> JobEvent:
     )
 
 
-class SqliteStateBackend(SqliteRecords):
+class SqliteStateBackend(SqliteLocalPrs, SqliteRecords):
     """The SQLite implementation of :class:`state.backend.StateBackend`.
 
     Args:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sqlite3
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,10 +22,13 @@ from state import (
     JobEvent,
     JobNotFoundError,
     JobStatus,
+    LocalPrComment,
+    LocalPullRequest,
     PrMapping,
     Proposal,
     SqliteStateBackend,
     StaleJobError,
+    StalePullRequestError,
     StateBackend,
     WorkItem,
 )
@@ -400,6 +405,105 @@ async def test_a_save_can_ack_the_events_it_acted_on(backend: StateBackend) -> N
     assert await backend.pending_inbox(job.id) == 0
     stored = await backend.get_job(job.id)
     assert stored is not None and stored.pending_prompt is not None
+
+
+# -- local pull requests -----------------------------------------------------------------------
+def _local_pr(repo: str = "svc", source: str = "feat/x", **fields: object) -> LocalPullRequest:
+    return LocalPullRequest(
+        repo=repo,
+        title=f"PR from {source}",
+        source_branch=source,
+        author="coro",
+        **fields,  # type: ignore[arg-type]
+    )
+
+
+async def test_local_pr_ids_count_from_one_per_repository(backend: StateBackend) -> None:
+    first = await backend.create_local_pr(_local_pr())
+    assert (first.id, first.version) == (1, 1)
+    assert (await backend.create_local_pr(_local_pr(source="feat/y"))).id == 2
+    assert (await backend.create_local_pr(_local_pr("group/other"))).id == 1
+    got = await backend.get_local_pr("svc", 1)
+    assert got is not None and got is not first
+    assert got.title == "PR from feat/x" and got.state == "open" and got.version == 1
+    got.title = "changed"
+    again = await backend.get_local_pr("svc", 1)
+    assert again is not None and again.title == "PR from feat/x"
+    assert await backend.get_local_pr("svc", 3) is None
+    assert await backend.get_local_pr("nope", 1) is None
+
+
+async def test_concurrent_local_pr_creations_get_distinct_ids(backend: StateBackend) -> None:
+    made = await asyncio.gather(
+        *(backend.create_local_pr(_local_pr(source=f"b{i}")) for i in range(12))
+    )
+    assert sorted(pr.id for pr in made) == list(range(1, 13))
+    assert len(await backend.list_local_prs(repo="svc")) == 12
+
+
+async def test_saving_a_local_pr_keeps_comments_and_refuses_a_stale_copy(
+    backend: StateBackend,
+) -> None:
+    await backend.create_local_pr(_local_pr(reviewers=["ana"]))
+    first = await backend.get_local_pr("svc", 1)
+    second = await backend.get_local_pr("svc", 1)
+    assert first is not None and second is not None
+    first.comments.append(LocalPrComment(id=1, author="ana", body="why?", path="a.py", line=3))
+    await backend.save_local_pr(first)
+    assert first.version == 2
+    second.state = "declined"
+    with pytest.raises(StalePullRequestError, match="another writer changed it first"):
+        await backend.save_local_pr(second)
+    stored = await backend.get_local_pr("svc", 1)
+    assert stored is not None and stored.state == "open" and stored.version == 2
+    assert stored.comments[0].body == "why?" and stored.comments[0].line == 3
+    assert stored.reviewers == ["ana"]
+    with pytest.raises(StalePullRequestError, match="does not exist"):
+        await backend.save_local_pr(_local_pr(id=7, version=1))
+
+
+async def test_local_prs_are_listed_newest_first_and_filtered(backend: StateBackend) -> None:
+    for day, (repo, source) in enumerate([("svc", "a"), ("web", "b"), ("svc", "c")], start=1):
+        pr = _local_pr(repo, source, created_at=datetime(2026, 1, day, tzinfo=UTC))
+        await backend.create_local_pr(pr)
+    merged = await backend.get_local_pr("svc", 1)
+    assert merged is not None
+    merged.state = "merged"
+    await backend.save_local_pr(merged)
+    assert [(p.repo, p.source_branch) for p in await backend.list_local_prs()] == [
+        ("svc", "c"),
+        ("web", "b"),
+        ("svc", "a"),
+    ]
+    assert [p.source_branch for p in await backend.list_local_prs(repo="svc")] == ["c", "a"]
+    assert [p.source_branch for p in await backend.list_local_prs(state="open")] == ["c", "b"]
+    assert [p.id for p in await backend.list_local_prs(repo="svc", state="merged")] == [1]
+    assert await backend.list_local_prs(repo="none") == []
+
+
+async def test_local_prs_survive_a_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    async with SqliteStateBackend(path) as store:
+        await store.create_local_pr(_local_pr())
+    async with SqliteStateBackend(path) as store:
+        got = await store.get_local_pr("svc", 1)
+        assert got is not None and got.version == 1
+        assert (await store.create_local_pr(_local_pr(source="next"))).id == 2
+
+
+async def test_a_database_from_before_local_prs_is_migrated_with_its_jobs(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "state.db"
+    async with SqliteStateBackend(path) as store:
+        await make_job(store)
+    with contextlib.closing(sqlite3.connect(path)) as con:  # back to schema version 1
+        con.execute("DROP TABLE local_prs")
+        con.execute("PRAGMA user_version = 1")
+        con.commit()
+    async with SqliteStateBackend(path) as store:
+        assert await store.get_job("svc-job-1") is not None
+        assert (await store.create_local_pr(_local_pr())).id == 1
 
 
 async def test_closing_twice_is_fine(backend: StateBackend) -> None:
