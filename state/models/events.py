@@ -50,6 +50,30 @@ class JobEvent(WireModel):
     kind: str
     data: dict[str, Any] = Field(default_factory=dict)
 
+    @classmethod
+    def from_store(
+        cls, job_id: str, seq: int, global_seq: int, ts: datetime, kind: str, data: dict[str, Any]
+    ) -> JobEvent:
+        """An event from a store's own checked values: what ``model_construct`` builds.
+
+        A store builds one per event it commits to subscribers and per row it reads;
+        ``model_construct`` (its per-field alias lookups) took a third of a live SSE stream's
+        time, this a third of that.
+        """
+        event = cls.__new__(cls)
+        _set(event, "__dict__", {
+            "job_id": job_id, "seq": seq, "global_seq": global_seq, "ts": ts, "kind": kind,
+            "data": data,
+        })  # fmt: skip
+        _set(event, "__pydantic_fields_set__", set(_EVENT_FIELDS))
+        _set(event, "__pydantic_extra__", {})
+        _set(event, "__pydantic_private__", None)
+        return event
+
+
+_set = object.__setattr__
+_EVENT_FIELDS = frozenset(JobEvent.model_fields)
+
 
 class InboundEvent(WireModel):
     """Something that happened outside coro and may concern a job.

@@ -85,13 +85,8 @@ def _job_row(job: Job) -> tuple[Any, ...]:
 
 def _event(row: Sequence[Any]) -> JobEvent:
     global_seq, job_id, seq, ts, kind, data = row
-    return JobEvent.model_construct(
-        job_id=job_id,
-        seq=seq,
-        global_seq=global_seq,
-        ts=datetime.fromtimestamp(ts, UTC),
-        kind=kind,
-        data=json.loads(data),
+    return JobEvent.from_store(
+        job_id, seq, global_seq, datetime.fromtimestamp(ts, UTC), kind, json.loads(data)
     )
 
 
@@ -375,9 +370,7 @@ class SqliteStateBackend(SqliteLocalPrs, SqliteRecords):
             results.append((append, seqs))
             if want and self._broker.wants(job_id):
                 published.extend(
-                    JobEvent.model_construct(
-                        job_id=job_id, seq=seq, global_seq=g, ts=ts, kind=kind, data=dict(data)
-                    )
+                    JobEvent.from_store(job_id, seq, g, ts, kind, dict(data))
                     for seq, g, kind, data in zip(
                         seqs, globals_, append.kinds, append.datas, strict=True
                     )

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
+import logging
+import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,9 +16,11 @@ import anyio
 import httpx2
 import pytest
 
+from engine.api import ApiServer
 from engine.runtime import Engine
 from state import JobStatus
 from tests.integration.test_api import Api, running_api
+from tests.support.engine import ScriptedExecutor, write_config, write_intelligence
 
 
 @pytest.fixture
@@ -160,3 +166,104 @@ async def test_the_all_jobs_feed_carries_every_job_with_heartbeats(api: Api) -> 
                     break
     assert jobs == {"feed-b"}
     assert ids == sorted(set(ids)) and ids[0] == start + 1
+
+
+# -- a client that stops reading ------------------------------------------------------------------
+STALL_SECONDS = 0.5
+
+
+@contextlib.asynccontextmanager
+async def stalling_api(home: Path) -> AsyncIterator[Api]:
+    """``running_api``, with writes to a client that takes no bytes given up after 0.5 s."""
+    write_intelligence(home)
+    write_config(home)
+    executor = ScriptedExecutor()
+    engine = Engine(home, executors=executor.registry(), watch_config=False)
+    await engine.start()
+    try:
+        async with ApiServer(
+            engine, port=0, heartbeat_seconds=0.2, stall_seconds=STALL_SECONDS
+        ) as server:
+            headers = {"Authorization": f"Bearer {server.token}"}
+            async with httpx2.AsyncClient(base_url=server.url, headers=headers) as client:
+                yield Api(engine, server, client, executor)
+    finally:
+        await engine.stop(grace=1)
+
+
+async def open_raw_stream(api: Api, path: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A plain socket with a 4 KB receive buffer, past the response head of ``GET path``."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", api.server.port))
+    reader, writer = await asyncio.open_connection(sock=sock, limit=16 * 1024)
+    writer.write(
+        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{api.server.port}\r\n"
+        f"Authorization: Bearer {api.server.token}\r\n\r\n".encode()
+    )
+    head = await reader.readuntil(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200") and b"transfer-encoding: chunked" in head.lower()
+    return reader, writer
+
+
+def dechunk(raw: bytes) -> bytes:
+    """A chunked body as far as it goes (a cut last chunk gives what arrived of it)."""
+    body, pos = bytearray(), 0
+    while (end := raw.find(b"\r\n", pos)) >= 0:
+        size = int(raw[pos:end], 16)
+        if size == 0:
+            break
+        body += raw[end + 2 : end + 2 + size]
+        pos = end + 2 + size + 2
+    return bytes(body)
+
+
+def complete_ids(body: bytes) -> list[int]:
+    """The ``id`` of every frame received whole; a frame cut by the close is not one."""
+    *whole, _cut = body.split(b"\n\n")
+    return [int(f.split(b"\n", 1)[0][4:]) for f in whole if f.startswith(b"id: ")]
+
+
+async def test_a_client_that_stops_reading_is_closed_and_resumes_without_gap(
+    coro_home: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="engine.api._server")
+    async with stalling_api(coro_home) as api:
+        await api.create(jobId="flood-job")
+        assert await api.settle("flood-job") is JobStatus.COMPLETE
+        store = api.engine.store
+        start = await store.last_global_seq()
+        with anyio.fail_after(10):
+            reader, writer = await open_raw_stream(api, f"/events?after={start}")
+            await store.append_event("flood-job", "log", {"line": "subscribed"})
+            first = b""
+            while not complete_ids(dechunk(first)):
+                first += await reader.read(4096)
+        assert complete_ids(dechunk(first)) == [start + 1]
+
+        # The client reads nothing more while 8 MB of events, far more than the socket
+        # buffers hold, are committed.
+        line = "x" * 16_000
+        for _ in range(25):
+            await store.append_events("flood-job", [("log", {"line": line})] * 20)
+        last = await store.last_global_seq()
+        await asyncio.sleep(4 * STALL_SECONDS)  # the client stays silent past the bound
+
+        with anyio.fail_after(10):
+            rest = await reader.read()  # what the kernels still held, then the server's close
+        writer.close()
+        got = complete_ids(dechunk(first + rest))
+        assert "no bytes taken" in caplog.text
+        assert got == list(range(start + 1, got[-1] + 1)) and got[-1] < last
+
+        resumed: list[int] = []
+        with anyio.fail_after(10):
+            headers = {"Last-Event-ID": str(got[-1])}
+            async with api.client.stream("GET", "/events", headers=headers) as response:
+                async for frame in frames(response):
+                    if frame.id is not None:
+                        resumed.append(int(frame.id))
+                        if resumed[-1] == last:
+                            break
+        assert resumed == list(range(got[-1] + 1, last + 1))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from pydantic import ValidationError
 from state.models import (
     PAUSED_AWAITING_EVENT,
     Job,
+    JobEvent,
     JobStatus,
     JobType,
     PhaseUsage,
@@ -130,3 +132,15 @@ def test_open_work_items_block_and_closed_ones_do_not() -> None:
     )
     assert [w.name for w in job.open_work_items()] == ["c"]
     assert job.work_item("b") is not None and job.work_item("zz") is None
+
+
+def test_an_event_built_from_store_values_is_the_event_model_construct_builds() -> None:
+    ts = datetime(2026, 1, 2, 3, 4, 5, 678_000, tzinfo=UTC)
+    fast = JobEvent.from_store("job-1", 3, 42, ts, "log", {"line": "ok"})
+    slow = JobEvent.model_construct(
+        job_id="job-1", seq=3, global_seq=42, ts=ts, kind="log", data={"line": "ok"}
+    )
+    assert fast == slow and repr(fast) == repr(slow)
+    assert fast.model_dump_json() == slow.model_dump_json()
+    assert fast.model_fields_set == slow.model_fields_set and fast.model_extra == {}
+    assert fast.model_copy(update={"seq": 4}).seq == 4 and fast.seq == 3
