@@ -15,7 +15,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benches import bench_engine, bench_executor, bench_intelligence, bench_state
+from benches import bench_api, bench_engine, bench_executor, bench_intelligence, bench_state
 from benches._harness import Figure, machine
 
 DOC = ROOT / "docs" / "performance.md"
@@ -65,6 +65,7 @@ def main() -> int:
         ("Engine (phase loop, 50 jobs, memory)", asyncio.run(bench_engine.main())),
         ("Anthropic executor (against the scripted model endpoint)",
          asyncio.run(bench_executor.main())),
+        ("HTTP API (uvicorn + Starlette, h11)", asyncio.run(bench_api.main())),
     ]  # fmt: skip
     for title, figures in sections:
         print(f"# {title}")
