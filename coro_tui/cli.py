@@ -602,6 +602,27 @@ def approve(
     _act(ctx, job_id, "approve", {"message": text} if text else {}, as_json)
 
 
+@app.command("git-credential", hidden=True)
+def git_credential(
+    operation: Annotated[str, typer.Argument(help="get, store or erase (git's protocol).")],
+) -> None:
+    """git's credential helper for checkouts coro made: answers from config.json."""
+    if operation != "get":
+        return  # coro keeps no credentials of its own to store or erase
+    from engine.config import ConfigError, load_config
+    from engine.paths import CoroPaths
+    from engine.scm.credentials import git_credentials, parse_request
+
+    request = parse_request(sys.stdin)
+    try:
+        config = load_config(CoroPaths.from_home().config_file)
+    except ConfigError:
+        return  # git then says authentication failed; `coro doctor` explains the config
+    found = git_credentials(config, request.get("host", ""))
+    if found is not None:
+        sys.stdout.write(f"username={found[0]}\npassword={found[1]}\n")
+
+
 # -- other ----------------------------------------------------------------------------------------
 @app.command()
 def doctor(

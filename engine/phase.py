@@ -21,6 +21,7 @@ from state.models import ConversationMessage
 
 if TYPE_CHECKING:
     from engine.config import LocalConfig
+    from engine.scm.registry import ScmRegistry
     from engine.workflow import PhaseConfig, Workflow
 
 __all__ = [
@@ -103,6 +104,10 @@ class ToolContext:
     """Whether a workflow path exists in some layer (for ``switch_workflow``)."""
     external_tools: ToolBox | None = None
     """The phase's share of the job's external MCP servers, when any are configured."""
+    scm: ScmRegistry | None = None
+    """The SCM plugins, for the ``scm_*`` tools (``None``: source control unavailable)."""
+    guardrails_dir: Path | None = None
+    """Where guardrail scripts live (``$CORO_HOME/guardrails``)."""
 
     async def save(self, *, durable: bool = False) -> None:
         await self.store.save_job(self.job, durable=durable)

@@ -44,11 +44,18 @@ if TYPE_CHECKING:
     from engine.scm.registry import ScmRegistry
     from state import Job, PrMapping, StateBackend
 
-__all__ = ["FAILURES_BEFORE_NOT_FOUND", "PrPoller"]
+__all__ = ["FAILURES_BEFORE_NOT_FOUND", "PrPoller", "poll_dedupe_key"]
 
 log = logging.getLogger(__name__)
 
 FAILURES_BEFORE_NOT_FOUND = 5
+
+
+def poll_dedupe_key(plugin_id: str, repo: str, pr_id: int | str, what: str) -> str:
+    """The inbox key of one change to a pull request (``merged``, ``approved:alice``,
+    ``comment:12``…), shared by the poller and the developer's own actions on local pull
+    requests, so one change is delivered once whoever sees it first."""
+    return f"poll:{plugin_id}:{repo.lower()}:{pr_id}:{what}"
 
 
 @dataclass
@@ -230,7 +237,7 @@ class PrPoller:
                 continue
             event = InboundEvent(source="poll", event_key=finding.key, payload=payload,
                                  plugin_id=plugin_id, ref=ref)  # fmt: skip
-            dedupe = f"poll:{plugin_id}:{repo.lower()}:{mapping.pr_id}:{finding.dedupe}"
+            dedupe = poll_dedupe_key(plugin_id, repo, mapping.pr_id, finding.dedupe)
             if await self._inbound.submit(event, dedupe_key=dedupe, job_id=job.id) is not None:
                 sent += 1
         return sent

@@ -53,6 +53,7 @@ if TYPE_CHECKING:
     from engine.inbound import InboundRouter
     from engine.overlay import OverlayManager
     from engine.paths import CoroPaths
+    from engine.scm.registry import ScmRegistry
     from engine.workflow import PhaseConfig, Workflow
 
 __all__ = ["CHECKPOINT_PREFIX", "JobRunner", "OpenToolbox", "RunOutcome", "budget_exceeded"]
@@ -128,6 +129,7 @@ class JobRunner:
         self._steering: dict[str, SteeringChannel] = {}
         self._draining = False
         self.inbound: InboundRouter | None = None  # set by the engine
+        self.scm: ScmRegistry | None = None  # set by the engine
 
     def drain(self) -> None:
         """Start no new phase: each running job stops at its next phase boundary, still in
@@ -333,6 +335,8 @@ class JobRunner:
             proposals_dir=paths.intelligence_dir / "proposals",
             tenant_id=self.overlays.tenant_id,
             known_workflows=lambda path: self.overlays.workflow_exists(job.id, path),
+            scm=self.scm,
+            guardrails_dir=paths.guardrails_dir,
         )
         await self.store.append_event(
             job.id,

@@ -143,6 +143,7 @@ class Engine:
 
         self.scm = ScmRegistry(config=lambda: self.config, paths=lambda: self.paths,
                                store=self._store)  # fmt: skip
+        self.runner.scm = self.scm
         self._started = True
         await self._recover()
         await self.inbound.sweep()

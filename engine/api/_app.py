@@ -568,6 +568,13 @@ def build_app(engine: Engine, settings: ApiSettings) -> Starlette:
         "/workflows": {"GET": r.workflows},
         "/config": {"GET": r.get_config, "PUT": r.put_config},
         "/webhook/{plugin_id}": {"POST": scm.webhook},
+        "/scm/local/prs": {"GET": scm.list_prs},
+        "/scm/local/prs/{pr_id}": {"GET": scm.show_pr},
+        "/scm/local/prs/{pr_id}/diff": {"GET": scm.diff_pr},
+        "/scm/local/prs/{pr_id}/comment": {"POST": scm.comment_pr},
+        "/scm/local/prs/{pr_id}/approve": {"POST": scm.approve_pr},
+        "/scm/local/prs/{pr_id}/merge": {"POST": scm.merge_pr},
+        "/scm/local/prs/{pr_id}/decline": {"POST": scm.decline_pr},
     }
     return Starlette(
         routes=[route(path, handlers) for path, handlers in paths.items()],

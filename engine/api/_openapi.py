@@ -332,7 +332,14 @@ def openapi_document() -> dict[str, Any]:
                 secured=False,
             )
         },
+        **_local_scm_paths(obj),
     }
+    from engine.api._scm import ApproveBody as LocalApproveBody
+    from engine.api._scm import CommentBody, MergeBody
+
+    for name, model in (("LocalCommentBody", CommentBody), ("LocalApproveBody", LocalApproveBody),
+                        ("LocalMergeBody", MergeBody)):  # fmt: skip
+        schemas[name] = model.model_json_schema(by_alias=True)
     schemas["Config"] = {"type": "object", "description": "LocalConfig as camelCase JSON."}
     schemas["WebhookPayload"] = {"description": "The hosting service's event payload."}
     return {
@@ -344,4 +351,57 @@ def openapi_document() -> dict[str, Any]:
         },
         "security": [{"bearer": []}],
         "paths": paths,
+    }
+
+
+def _local_scm_paths(obj: dict[str, Any]) -> dict[str, Any]:
+    """The local SCM's review routes (``coro pr``)."""
+    repo = {
+        "name": "repo",
+        "in": "query",
+        "required": True,
+        "schema": {"type": "string", "minLength": 1},
+        "description": "The repository slug.",
+    }
+    number = {"type": "string", "pattern": "^[0-9]{1,18}$"}
+    pr = {"name": "pr_id", "in": "path", "required": True, "schema": number}
+    both = (pr, repo)
+    text = {
+        "description": "a unified diff",
+        "content": {"text/plain": {"schema": {"type": "string"}}},
+    }
+
+    def action(summary: str, body: str, status: str = "200") -> dict[str, Any]:
+        return {"post": _op(summary, _ok(obj), status=status, body=body, errors=(404, 409),
+                            params=both)}  # fmt: skip
+
+    return {
+        "/scm/local/prs": {
+            "get": _op(
+                "The local SCM's pull requests, newest first",
+                _ok(obj),
+                errors=(404, 422),
+                params=(
+                    _query("repo", {"type": "string"}, "Only this repository."),
+                    _query("state", {"enum": ["open", "merged", "declined"]}, "Only this state."),
+                ),
+            )
+        },
+        "/scm/local/prs/{pr_id}": {
+            "get": _op(
+                "One local pull request, with its comments and approvals",
+                _ok(obj),
+                errors=(400, 404, 422),
+                params=both,
+            )
+        },
+        "/scm/local/prs/{pr_id}/diff": {
+            "get": _op("The pull request's diff", text, errors=(400, 404, 422), params=both)
+        },
+        "/scm/local/prs/{pr_id}/comment": action(
+            "Comment, or reply with parentId", "LocalCommentBody", "201"
+        ),
+        "/scm/local/prs/{pr_id}/approve": action("Approve as a person", "LocalApproveBody"),
+        "/scm/local/prs/{pr_id}/merge": action("Merge into the target branch", "LocalMergeBody"),
+        "/scm/local/prs/{pr_id}/decline": action("Close without merging", "ReasonBody"),
     }

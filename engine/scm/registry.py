@@ -31,14 +31,14 @@ if TYPE_CHECKING:
     from engine.paths import CoroPaths
     from state import Job, StateBackend
 
-__all__ = ["SCM_PLUGIN_IDS", "ScmRegistry"]
+__all__ = ["SCM_PLUGIN_IDS", "ScmRegistry", "plugin_settings"]
 
 log = logging.getLogger(__name__)
 
 SCM_PLUGIN_IDS = ("github", "bitbucket", "local")
 
 
-def _settings(config: LocalConfig, plugin_id: str) -> dict[str, Any] | None:
+def plugin_settings(config: LocalConfig, plugin_id: str) -> dict[str, Any] | None:
     """The plugin's settings, or ``None`` if it is not installed (or disabled)."""
     if plugin_id not in SCM_PLUGIN_IDS:
         return None
@@ -97,7 +97,7 @@ class ScmRegistry:
     def installed(self) -> list[str]:
         """Ids of the plugins the config sets up, in a stable order."""
         config = self._config()
-        return [p for p in SCM_PLUGIN_IDS if _settings(config, p) is not None] + sorted(
+        return [p for p in SCM_PLUGIN_IDS if plugin_settings(config, p) is not None] + sorted(
             p for p in self._factories if p not in SCM_PLUGIN_IDS
         )
 
@@ -121,7 +121,7 @@ class ScmRegistry:
             ScmError: no such plugin, or it is not configured (the message says what to set).
         """
         config = self._config()
-        settings = _settings(config, plugin_id)
+        settings = plugin_settings(config, plugin_id)
         if settings is None and plugin_id not in self._factories:
             known = ", ".join(self.installed()) or "none"
             hint = {

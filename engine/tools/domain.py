@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.tools import _artifacts, _jobctl, _memory, _proposals
+from engine.tools import _artifacts, _jobctl, _memory, _proposals, _scm
 from engine.tools._base import DomainTool, ToolArgs, ToolError, ToolResult, render_result
 from engine.workflow import DOMAIN_TOOL_PREFIX
 
@@ -49,6 +49,6 @@ def domain_tool_names() -> frozenset[str]:
     return frozenset(DOMAIN_TOOL_PREFIX + name for name in DOMAIN_TOOLS)
 
 
-for _group in (_jobctl.TOOLS, _artifacts.TOOLS, _memory.TOOLS, _proposals.TOOLS):
+for _group in (_jobctl.TOOLS, _artifacts.TOOLS, _memory.TOOLS, _proposals.TOOLS, _scm.TOOLS):
     for _tool in _group:
         register(_tool)

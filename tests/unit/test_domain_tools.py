@@ -58,6 +58,17 @@ REFERENCE_TOOLS = {
     "list_proposals": "limit? type? status?",
     "propose_change": "type title rationale description files? entries? targetFile? "
     "proposedContent? targetLayer?",
+    "scm_clone_repo": "pluginId? repo",
+    "scm_get_clone_info": "pluginId? repo",
+    "scm_create_pr": "pluginId? repo title description? sourceBranch sourceOwner? "
+    "targetBranch? reviewers?",
+    "scm_get_pr_status": "pluginId? repo prId",
+    "scm_list_pr_comments": "pluginId? repo prId",
+    "scm_post_pr_comment": "pluginId? repo prId body",
+    "scm_reply_to_comment": "pluginId? repo prId parentCommentId body",
+    "scm_add_pr_reviewers": "pluginId? repo prId reviewers",
+    "scm_merge_pr": "pluginId? repo prId message? strategy?",
+    "scm_resolve_user": "pluginId? repo? query",
 }
 
 
