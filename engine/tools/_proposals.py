@@ -1,10 +1,13 @@
 """Proposals: changes to an intelligence layer that an agent suggests and a human reviews.
 
-In local mode ``propose_change`` validates the change, writes the proposed files under
-``<proposals_dir>/<proposal id>/`` (paths relative to the layer root) and records a
-:class:`~state.Proposal`. A job makes at most one proposal per layer (tenant or repo). Memory
-``entries`` are rendered as markdown sections appended to the target layer's copy of the memory
-file, within the line budgets of reference §10: a pitfall ≤ 8 lines, a pattern ≤ 10.
+The ``propose_change`` guardrails (:mod:`engine.guardrails`, e.g. markdown-only) run before
+anything else; a denial is logged, recorded as a ``guardrail_denied`` event and returned to the
+model as the tool's error. In local mode ``propose_change`` then validates the change, writes
+the proposed files under ``<proposals_dir>/<proposal id>/`` (paths relative to the layer root)
+and records a :class:`~state.Proposal`. A job makes at most one proposal per layer (tenant or
+repo). Memory ``entries`` are rendered as markdown sections appended to the target layer's copy
+of the memory file, within the line budgets of reference §10: a pitfall ≤ 8 lines, a pattern
+≤ 10.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from pydantic import Field
 
+from engine.guardrails import GuardrailContext, Guardrails, denial_event, log_line
+from engine.paths import CoroPaths
 from engine.tools._base import DomainTool, ToolArgs, ToolError, ToolResult, new_id
 from engine.tools._memory import memory_file
 from state import Proposal
@@ -189,7 +194,27 @@ def _proposed_files(ctx: ToolContext, args: ProposeChangeArgs, layer: str) -> di
     return files
 
 
+async def _guard(ctx: ToolContext, args: ProposeChangeArgs) -> None:
+    """Run the ``propose_change`` guardrails; a denial is logged, recorded and raised."""
+    guardrails = Guardrails(ctx.config.guardrails, CoroPaths.from_home().guardrails_dir)
+    call = GuardrailContext.for_job(
+        "propose_change",
+        "propose_change",
+        args.model_dump(mode="json", by_alias=True, exclude_none=True),
+        ctx.job,
+        phase=ctx.phase.name,
+        working_dir=ctx.job_dir,
+    )
+    decision = await guardrails.check(call)
+    if decision.reason is not None:
+        await ctx.log(log_line(decision))
+    if not decision.allow:
+        await ctx.emit(*denial_event(decision, call))
+        raise ToolError(f"denied by guardrail {decision.rule_id!r}: {decision.reason}")
+
+
 async def propose_change(ctx: ToolContext, args: ProposeChangeArgs) -> ToolResult:
+    await _guard(ctx, args)
     layer = args.target_layer or "tenant"
     files = _proposed_files(ctx, args, layer)
     job = ctx.job
