@@ -216,11 +216,22 @@ class RunnerClient:
                 f"{self.url} answered {path} with something that is not JSON: is it a runner?"
             ) from None
 
+    def text(self, path: str, **params: Any) -> str:
+        """A GET whose answer is text (a diff)."""
+        query = {k: v for k, v in params.items() if v is not None}
+        try:
+            response = self._http.get(path, params=query)
+        except httpx2.TransportError as exc:
+            raise self._unreachable(exc) from None
+        if response.status_code >= 400:
+            raise _error_of(response)
+        return response.text
+
     def get(self, path: str, **params: Any) -> Any:
         return self.request("GET", path, **params)
 
-    def post(self, path: str, body: Any = None) -> Any:
-        return self.request("POST", path, body)
+    def post(self, path: str, body: Any = None, **params: Any) -> Any:
+        return self.request("POST", path, body, **params)
 
     def follow(
         self,

@@ -23,21 +23,23 @@ again rather than losing them (at-least-once).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from engine.scm import awaited_matches
+from engine.scm import PR_MERGED, awaited_matches
 from state import EventKind, ExternalRef, InboundEvent, InboxItem, Job
 
 if TYPE_CHECKING:
     from engine.runner import JobRunner
     from state import StateBackend
 
-__all__ = ["InboundRouter", "dedupe_key_for", "render_events"]
+__all__ = ["InboundRouter", "dedupe_key_for", "merged_prs", "render_events", "stamp_merged"]
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +63,36 @@ def dedupe_key_for(event: InboundEvent) -> str:
 def normal_ref(ref: ExternalRef) -> ExternalRef:
     """A reference with its repository key in lower case, as mappings are stored."""
     return ref.model_copy(update={"repo_key": ref.repo_key.lower()})
+
+
+def merged_prs(items: Sequence[InboxItem]) -> list[tuple[str, datetime]]:
+    """The pull requests the events say were merged, with when."""
+    found = []
+    for item in items:
+        event = item.event
+        if event.event_key != PR_MERGED:
+            continue
+        pr = event.payload.get("prId") or (event.ref.external_id if event.ref else None)
+        if pr is None:
+            continue
+        when = event.received_at
+        raw = event.payload.get("mergedAt")
+        if isinstance(raw, str):
+            with contextlib.suppress(ValueError):
+                when = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+        found.append((str(pr), when))
+    return found
+
+
+def stamp_merged(job: Job, merges: Sequence[tuple[str, datetime]]) -> bool:
+    """Set ``mergedAt`` on the job's mappings of merged pull requests; True if any changed."""
+    changed = False
+    for pr, when in merges:
+        mapping = job.pr_mapping(pr)
+        if mapping is not None and mapping.merged_at is None:
+            mapping.merged_at = when
+            changed = True
+    return changed
 
 
 def _describe(event: InboundEvent) -> str:
@@ -178,6 +210,7 @@ class InboundRouter:
         steering = self._runner.steering(job_id)
         if steering is not None:
             steering.push_events(render_events(items), [item.id for item in items])
+            steering.merged_prs.extend(merged_prs(items))
             await self._log(job_id, f"[events] {len(items)} event(s) for the running phase")
             return
         if job.status.is_parked and any(
@@ -186,6 +219,8 @@ class InboundRouter:
             for item in items
         ):  # fmt: skip
             await self._store.release(item.id for item in items)
+            if stamp_merged(job, merged_prs(items)):
+                await self._store.save_job(job, durable=True)
             keys = ", ".join(dict.fromkeys(item.event.event_key for item in items))
             await self._log(job_id, f"[events] woken from {job.awaiting_event} by {keys}")
             await self._wake(job, f"{job.awaiting_event} arrived")

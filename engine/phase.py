@@ -13,6 +13,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
@@ -180,6 +181,7 @@ class SteeringChannel:
         self._queued: deque[str] = deque()
         self._events: deque[str] = deque()
         self.inbox_ids: list[int] = []  # inbox items handed over; acknowledged at phase end
+        self.merged_prs: list[tuple[str, datetime]] = []  # PRs the events say were merged
         self._interrupt = asyncio.Event()
         self.pause_requested = False
         self.last_activity = time.monotonic()

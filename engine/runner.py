@@ -354,9 +354,11 @@ class JobRunner:
             if self.inbound is not None:
                 items = await self.inbound.claim_for_phase(job.id)
                 if items:
-                    from engine.inbound import render_events
+                    from engine.inbound import merged_prs, render_events, stamp_merged
 
                     steering.push_events(render_events(items), [item.id for item in items])
+                    if stamp_merged(job, merged_prs(items)):
+                        await self.store.save_job(job)
                     await self._log(job, f"[events] {len(items)} pending event(s) delivered "
                                          f"to phase {phase.name}")  # fmt: skip
             async with self._toolbox(context, allowed) as tools:
@@ -378,6 +380,10 @@ class JobRunner:
                 )
                 result = await self._execute_watched(job, executor, request)
             delivered = True
+            if steering.merged_prs:
+                from engine.inbound import stamp_merged
+
+                stamp_merged(job, steering.merged_prs)  # saved with the phase's end
         finally:
             self._steering.pop(job.id, None)
             if steering.inbox_ids:

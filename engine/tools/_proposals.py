@@ -196,7 +196,8 @@ def _proposed_files(ctx: ToolContext, args: ProposeChangeArgs, layer: str) -> di
 
 async def _guard(ctx: ToolContext, args: ProposeChangeArgs) -> None:
     """Run the ``propose_change`` guardrails; a denial is logged, recorded and raised."""
-    guardrails = Guardrails(ctx.config.guardrails, CoroPaths.from_home().guardrails_dir)
+    scripts = ctx.guardrails_dir or CoroPaths.from_home().guardrails_dir
+    guardrails = Guardrails(ctx.config.guardrails, scripts)
     call = GuardrailContext.for_job(
         "propose_change",
         "propose_change",

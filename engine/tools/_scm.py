@@ -20,6 +20,7 @@ from engine.tools._base import DomainTool, ToolArgs, ToolError, ToolResult
 from state import ExternalRef, PrMapping, utcnow
 
 if TYPE_CHECKING:
+    from engine.guardrails import GuardrailPoint
     from engine.phase import ToolContext
     from engine.scm import PrStatus, PullRequest, ScmPlugin
 
@@ -93,11 +94,15 @@ def _pr_data(pr: PullRequest, plugin: ScmPlugin) -> dict[str, Any]:
     return data
 
 
-async def _guard(ctx: ToolContext, on: str, tool: str, args: ToolArgs, **facts: Any) -> None:
+async def _guard(
+    ctx: ToolContext, on: GuardrailPoint, tool: str, args: ToolArgs, **facts: Any
+) -> None:
     """Run the guardrails for ``on``; a denial is recorded and refuses the call."""
-    from engine.guardrails import GuardrailContext, Guardrails, denial_event
+    from engine.guardrails import GuardrailContext, Guardrails, denial_event, log_line
+    from engine.paths import CoroPaths
 
-    guard = Guardrails(ctx.config.guardrails, ctx.guardrails_dir)
+    scripts = ctx.guardrails_dir or CoroPaths.from_home().guardrails_dir
+    guard = Guardrails(ctx.config.guardrails, scripts)
     check = GuardrailContext(
         on=on,
         tool_name=tool,
@@ -112,11 +117,11 @@ async def _guard(ctx: ToolContext, on: str, tool: str, args: ToolArgs, **facts: 
     decision = await guard.check(check)
     if decision.allow:
         if decision.reason:
-            await ctx.log(f"[guardrail] {decision.reason}")
+            await ctx.log(log_line(decision))
         return
     kind, data = denial_event(decision, check)
     await ctx.emit(kind, data)
-    await ctx.log(f"[guardrail] {decision.rule_id}: {decision.reason}")
+    await ctx.log(log_line(decision))
     raise ToolError(f"guardrail {decision.rule_id} refused {tool}: {decision.reason}")
 
 
