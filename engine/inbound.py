@@ -149,6 +149,9 @@ class InboundRouter:
         self._wake = wake
         self.owner = owner
         self._locks: dict[str, asyncio.Lock] = {}
+        # Jobs that may have pending events. Every inbox write of this runner goes through
+        # here, so a phase of any other job starts without touching the inbox.
+        self._waiting: set[str] = set()
 
     async def job_for(self, event: InboundEvent) -> Job | None:
         """The job a pull-request event belongs to, if any."""
@@ -184,6 +187,7 @@ class InboundRouter:
             await self._store.ack([item.id])  # nobody waits on this pull request
             log.debug("event %s concerns no job", event.event_key)
             return item
+        self._waiting.add(job.id)
         if route:
             await self.route(job.id)
         return item
@@ -203,12 +207,15 @@ class InboundRouter:
         job = await self._store.get_job(job_id)
         items = await self._store.claim(self.owner, job_id=job_id, lease_seconds=LEASE_SECONDS)
         if not items:
+            self._waiting.discard(job_id)
             return
         if job is None or job.status.is_terminal:
             await self._store.ack(item.id for item in items)
+            self._waiting.discard(job_id)
             return
         steering = self._runner.steering(job_id)
         if steering is not None:
+            self._waiting.discard(job_id)
             steering.push_events(render_events(items), [item.id for item in items])
             steering.merged_prs.extend(merged_prs(items))
             await self._log(job_id, f"[events] {len(items)} event(s) for the running phase")
@@ -229,7 +236,20 @@ class InboundRouter:
 
     async def claim_for_phase(self, job_id: str) -> list[InboxItem]:
         """The job's pending events, claimed for the phase about to start."""
-        return await self._store.claim(self.owner, job_id=job_id, lease_seconds=LEASE_SECONDS)
+        if job_id not in self._waiting:
+            return []
+        limit = 100
+        items = await self._store.claim(
+            self.owner, job_id=job_id, limit=limit, lease_seconds=LEASE_SECONDS
+        )
+        if len(items) < limit:
+            self._waiting.discard(job_id)
+        return items
+
+    async def release(self, job_id: str, item_ids: Sequence[int]) -> None:
+        """Give claimed events back: they wait for the job's next phase."""
+        await self._store.release(item_ids)
+        self._waiting.add(job_id)
 
     async def sweep(self) -> None:
         """Route every job that has pending events (at start, and after a crash's leases)."""
@@ -240,7 +260,9 @@ class InboundRouter:
         orphans = [item.id for item in items if item.job_id is None]
         if orphans:
             await self._store.ack(orphans)
-        for job_id in dict.fromkeys(item.job_id for item in items if item.job_id):
+        jobs = list(dict.fromkeys(item.job_id for item in items if item.job_id))
+        self._waiting.update(jobs)
+        for job_id in jobs:
             await self.route(job_id)
 
     async def _log(self, job_id: str, line: str) -> None:

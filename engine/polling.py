@@ -118,6 +118,7 @@ class PrPoller:
     async def _loop(self) -> None:
         while True:
             try:
+                await self._inbound.sweep()  # events a crashed runner had claimed, once due
                 await self.poll_now()
             except Exception:
                 log.exception("polling pull requests failed; trying again next interval")

@@ -389,8 +389,10 @@ class JobRunner:
             if steering.inbox_ids:
                 # Delivered events are done once the phase that got them ends; otherwise
                 # they go back, to be delivered again (at least once, never lost).
-                settle = self.store.ack if delivered else self.store.release
-                await asyncio.shield(settle(steering.inbox_ids))
+                if delivered or self.inbound is None:
+                    await asyncio.shield(self.store.ack(steering.inbox_ids))
+                else:
+                    await asyncio.shield(self.inbound.release(job.id, steering.inbox_ids))
         if not result.usage.duration_ms:
             result.usage.duration_ms = int((time.monotonic() - started) * 1000)
         return result, signals
