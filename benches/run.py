@@ -15,7 +15,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benches import bench_api, bench_engine, bench_executor, bench_intelligence, bench_state
+from benches import (
+    bench_api,
+    bench_engine,
+    bench_executor,
+    bench_intelligence,
+    bench_scm,
+    bench_state,
+)
 from benches._harness import Figure, machine
 
 DOC = ROOT / "docs" / "performance.md"
@@ -66,6 +73,8 @@ def main() -> int:
         ("Anthropic executor (against the scripted model endpoint)",
          asyncio.run(bench_executor.main())),
         ("HTTP API (uvicorn + Starlette, h11)", asyncio.run(bench_api.main())),
+        ("Webhooks (GitHub deliveries through POST /webhook/github)",
+         asyncio.run(bench_scm.main())),
     ]  # fmt: skip
     for title, figures in sections:
         print(f"# {title}")
