@@ -15,34 +15,30 @@ on (429, 503, no connection), so a comment is never posted twice.
 from __future__ import annotations
 
 import asyncio
-import email.utils
-import hashlib
-import hmac
-import json
 import re
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping
 from contextlib import aclosing
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from engine._version import __version__
-from engine.scm._events import (
-    CI_COMPLETED,
-    PR_APPROVED,
-    PR_CHANGES_REQUESTED,
-    PR_COMMENT,
-    PR_DECLINED,
-    PR_MERGED,
-    PR_UPDATED,
+from engine.scm._bitbucket_webhooks import CI_EVENT_KEYS as CI_EVENT_KEYS  # re-exported
+from engine.scm._bitbucket_webhooks import (
+    CI_STATES,
+    PR_STATES,
+    dig,
+    normalize_inbound,
+    user_name,
 )
+from engine.scm._bitbucket_webhooks import PR_EVENT_KEYS as PR_EVENT_KEYS  # re-exported
 from engine.scm._gitauth import basic_auth_env
+from engine.scm._http import Json, backoff, parse_timestamp, retry_after
 from engine.scm._protocol import (
     CiState,
     CloneInfo,
     MergeStrategy,
     PrComment,
-    PrState,
     PrStatus,
     PullRequest,
     ScmAuthError,
@@ -51,16 +47,13 @@ from engine.scm._protocol import (
     ScmNotFound,
     ScmRateLimited,
     ScmUser,
-    WebhookRejected,
 )
-from state import ExternalRef, InboundEvent
+from state import InboundEvent
 
 if TYPE_CHECKING:
     import httpx2
 
 __all__ = ["BitbucketPlugin"]
-
-Json = dict[str, Any]
 
 #: coro's merge strategies → Bitbucket's ``merge_strategy``. Bitbucket has no rebase merge;
 #: ``fast_forward`` is the one that keeps the branch's own commits without a merge commit.
@@ -70,30 +63,6 @@ MERGE_STRATEGIES: dict[str, str] = {
     "rebase": "fast_forward",
 }
 
-#: Bitbucket's webhook event keys → coro's event keys (see :mod:`engine.scm._events`).
-PR_EVENT_KEYS: dict[str, str] = {
-    "pullrequest:fulfilled": PR_MERGED,
-    "pullrequest:rejected": PR_DECLINED,
-    "pullrequest:updated": PR_UPDATED,
-    "pullrequest:approved": PR_APPROVED,
-    "pullrequest:changes_request_created": PR_CHANGES_REQUESTED,
-    "pullrequest:comment_created": PR_COMMENT,
-}
-CI_EVENT_KEYS = frozenset({"repo:commit_status_updated", "repo:commit_status_created"})
-
-_PR_STATES: dict[str, PrState] = {
-    "OPEN": "open",
-    "MERGED": "merged",
-    "DECLINED": "declined",
-    "SUPERSEDED": "declined",
-}
-_CI_STATES: dict[str, CiState] = {
-    "SUCCESSFUL": "success",
-    "FAILED": "failure",
-    "STOPPED": "failure",
-    "INPROGRESS": "pending",
-}
-_FINAL_CI_STATES = frozenset({"SUCCESSFUL", "FAILED", "STOPPED"})
 _IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE"})
 _WEB_HOSTS = frozenset({"bitbucket.org", "www.bitbucket.org"})
 _SCP_REMOTE = re.compile(r"^[\w.-]+@(?P<host>[\w.-]+):(?P<path>.+)$")
@@ -181,7 +150,7 @@ class BitbucketPlugin:
     async def clone_info(self, repo: str) -> CloneInfo:
         slug = self._slug(repo)
         data = await self._get(self._repo_path(slug), what=f"repository {slug}")
-        clone_links = _dig(data, "links", "clone") or []
+        clone_links = dig(data, "links", "clone") or []
         href = next(
             (link.get("href") for link in clone_links if link.get("name") == "https"),
             f"https://bitbucket.org/{slug}.git",
@@ -194,7 +163,7 @@ class BitbucketPlugin:
         return CloneInfo(
             repo=slug,
             url=_without_userinfo(str(href)),
-            default_branch=_dig(data, "mainbranch", "name") or "main",
+            default_branch=dig(data, "mainbranch", "name") or "main",
             env=env,
         )
 
@@ -252,10 +221,10 @@ class BitbucketPlugin:
         data = await self._get_pr(slug, pr_id)
         participants = data.get("participants") or []
         approvals = tuple(
-            _user_name(p.get("user")) or "?" for p in participants if p.get("approved")
+            user_name(p.get("user")) or "?" for p in participants if p.get("approved")
         )
         changes = tuple(
-            _user_name(p.get("user")) or "?"
+            user_name(p.get("user")) or "?"
             for p in participants
             if p.get("state") == "changes_requested"
         )
@@ -388,130 +357,11 @@ class BitbucketPlugin:
 
     # -- webhooks ---------------------------------------------------------------------------------
     def normalize_inbound(self, headers: Mapping[str, str], body: bytes) -> list[InboundEvent]:
-        """Verify a delivery's ``X-Hub-Signature`` and turn it into events.
-
-        Pull request events carry ``prId`` and a ``ref`` to the PR. A commit status
-        (``repo:commit_status_updated``/``_created`` in a final state) becomes ``ci:completed``
-        with the commit's ``sha`` and no ``prId`` or ``ref``: Bitbucket's status payload does
-        not say which pull request the commit belongs to, so the PR poller, which reads
-        ``/pullrequests/{id}/statuses``, is what ties a build to a job.
-        """
-        lowered = {k.lower(): v for k, v in headers.items()}
-        self._verify_signature(lowered, body)
-        try:
-            data = json.loads(body)
-        except ValueError as exc:
-            raise ScmError("Bitbucket webhook: the body is not JSON") from exc
-        if not isinstance(data, dict):
-            raise ScmError("Bitbucket webhook: the body is not a JSON object")
-        native = lowered.get("x-event-key", "").strip()
-        delivery = lowered.get("x-request-uuid") or _fallback_delivery_id(lowered, body)
-        if native in PR_EVENT_KEYS:
-            return [self._pr_event(native, data, delivery)]
-        if native in CI_EVENT_KEYS:
-            return self._ci_events(native, data, delivery)
-        return []
-
-    def _verify_signature(self, headers: Mapping[str, str], body: bytes) -> None:
-        if not self._webhook_secret:
-            raise WebhookRejected(
-                "Bitbucket webhook rejected: no webhook secret is configured; set "
-                f"plugins.installed.{self._plugin_id}.config.webhookSecret (or "
-                "git.webhookSecret) to the secret of the repository's webhook"
-            )
-        signature = headers.get("x-hub-signature", "").strip()
-        if not signature:
-            raise WebhookRejected("Bitbucket webhook rejected: no X-Hub-Signature header")
-        expected = (
-            "sha256=" + hmac.new(self._webhook_secret.encode(), body, hashlib.sha256).hexdigest()
+        """Verify a delivery's ``X-Hub-Signature`` and turn it into events (see
+        :func:`engine.scm._bitbucket_webhooks.normalize_inbound`)."""
+        return normalize_inbound(
+            headers, body, secret=self._webhook_secret, plugin_id=self._plugin_id
         )
-        if not hmac.compare_digest(signature.encode(), expected.encode()):
-            raise WebhookRejected("Bitbucket webhook rejected: the signature does not match")
-
-    def _pr_event(self, native: str, data: Json, delivery: str | None) -> InboundEvent:
-        pr = data.get("pullrequest")
-        if not isinstance(pr, dict) or pr.get("id") is None:
-            raise ScmError(f"Bitbucket webhook {native}: the payload has no pullrequest id")
-        repo = _dig(data, "repository", "full_name") or _dig(
-            pr, "destination", "repository", "full_name"
-        )
-        if not repo:
-            raise ScmError(f"Bitbucket webhook {native}: the payload names no repository")
-        pr_id = int(pr["id"])
-        state = _PR_STATES.get(str(pr.get("state", "")).upper(), "open")
-        url = _dig(pr, "links", "html", "href")
-        payload: Json = {
-            "nativeEvent": native,
-            "action": native.split(":", 1)[1],
-            "repo": repo,
-            "prId": pr_id,
-            "state": state,
-            "merged": state == "merged",
-            "title": pr.get("title"),
-            "sourceBranch": _dig(pr, "source", "branch", "name"),
-            "targetBranch": _dig(pr, "destination", "branch", "name"),
-            "url": url,
-        }
-        actor = data.get("actor")
-        if native == "pullrequest:approved":
-            actor = _dig(data, "approval", "user") or actor
-        elif native == "pullrequest:changes_request_created":
-            actor = _dig(data, "changes_request", "user") or actor
-        elif native == "pullrequest:comment_created":
-            comment = data.get("comment") or {}
-            actor = comment.get("user") or actor
-            payload["body"] = _dig(comment, "content", "raw") or ""
-            payload["commentId"] = comment.get("id")
-            payload["parentId"] = _dig(comment, "parent", "id")
-            if isinstance(comment.get("inline"), dict):
-                payload["path"] = comment["inline"].get("path")
-                payload["line"] = comment["inline"].get("to") or comment["inline"].get("from")
-        elif native == "pullrequest:fulfilled":
-            payload["mergeCommit"] = _dig(pr, "merge_commit", "hash")
-        payload["author"] = _user_name(actor) or _user_name(pr.get("author"))
-        return InboundEvent(
-            event_key=PR_EVENT_KEYS[native],
-            payload=payload,
-            plugin_id=self._plugin_id,
-            ref=ExternalRef(
-                kind="pull_request",
-                plugin_id=self._plugin_id,
-                repo_key=repo,
-                external_id=str(pr_id),
-                url=url,
-            ),
-            delivery_id=delivery,
-        )
-
-    def _ci_events(self, native: str, data: Json, delivery: str | None) -> list[InboundEvent]:
-        status = data.get("commit_status")
-        if not isinstance(status, dict):
-            raise ScmError(f"Bitbucket webhook {native}: the payload has no commit_status")
-        state = str(status.get("state", "")).upper()
-        if state not in _FINAL_CI_STATES:
-            return []
-        repo = _dig(data, "repository", "full_name") or _dig(status, "repository", "full_name")
-        payload: Json = {
-            "nativeEvent": native,
-            "action": native.split(":", 1)[1],
-            "repo": repo,
-            "sha": _dig(status, "commit", "hash"),
-            "state": state,
-            "conclusion": _CI_STATES[state],
-            "key": status.get("key"),
-            "name": status.get("name"),
-            "url": status.get("url"),
-            "branch": status.get("refname"),
-            "author": _user_name(data.get("actor")),
-        }
-        return [
-            InboundEvent(
-                event_key=CI_COMPLETED,
-                payload=payload,
-                plugin_id=self._plugin_id,
-                delivery_id=delivery,
-            )
-        ]
 
     async def aclose(self) -> None:
         client, self._client = self._client, None
@@ -520,24 +370,24 @@ class BitbucketPlugin:
 
     # -- shapes -----------------------------------------------------------------------------------
     def _pr(self, slug: str, data: Json) -> PullRequest:
-        state = _PR_STATES.get(str(data.get("state", "")).upper(), "open")
+        state = PR_STATES.get(str(data.get("state", "")).upper(), "open")
         pr_id = _int_or_str(data.get("id"))
         return PullRequest(
             id=pr_id,
             repo=slug,
             title=str(data.get("title") or ""),
-            url=_dig(data, "links", "html", "href")
+            url=dig(data, "links", "html", "href")
             or f"https://bitbucket.org/{slug}/pull-requests/{pr_id}",
             state=state,
-            source_branch=_dig(data, "source", "branch", "name") or "",
-            target_branch=_dig(data, "destination", "branch", "name") or "",
-            author=_user_name(data.get("author")),
+            source_branch=dig(data, "source", "branch", "name") or "",
+            target_branch=dig(data, "destination", "branch", "name") or "",
+            author=user_name(data.get("author")),
             description=str(data.get("description") or ""),
-            reviewers=tuple(_user_name(r) or "?" for r in data.get("reviewers") or []),
-            created_at=_timestamp(data.get("created_on")),
+            reviewers=tuple(user_name(r) or "?" for r in data.get("reviewers") or []),
+            created_at=parse_timestamp(data.get("created_on")),
             # Bitbucket has no merge time; a merged PR's last update is its merge.
-            merged_at=_timestamp(data.get("updated_on")) if state == "merged" else None,
-            merge_commit=_dig(data, "merge_commit", "hash"),
+            merged_at=parse_timestamp(data.get("updated_on")) if state == "merged" else None,
+            merge_commit=dig(data, "merge_commit", "hash"),
         )
 
     # -- people, internals ------------------------------------------------------------------------
@@ -573,7 +423,7 @@ class BitbucketPlugin:
                     if query not in found and key in names:
                         found[query] = ScmUser(
                             id=str(user.get("uuid") or user.get("account_id")),
-                            username=_user_name(user) or "?",
+                            username=user_name(user) or "?",
                             display_name=user.get("display_name"),
                         )
                 if len(found) == len(keys):
@@ -683,7 +533,7 @@ class BitbucketPlugin:
             except httpx2.TransportError as exc:
                 unsent = isinstance(exc, httpx2.ConnectError | httpx2.ConnectTimeout)
                 if not last and (method in _IDEMPOTENT or unsent):
-                    await self._sleep(_backoff(attempt))
+                    await self._sleep(backoff(attempt, cap=30))
                     continue
                 raise ScmError(
                     self._scrub(f"Bitbucket: {asked} failed: {type(exc).__name__}: {exc}")
@@ -692,8 +542,8 @@ class BitbucketPlugin:
             if status < 300:
                 return response
             if status == 429:
-                wait = _retry_after(response.headers.get("retry-after"))
-                delay = _backoff(attempt) if wait is None else wait
+                wait = retry_after(response.headers.get("retry-after"))
+                delay = backoff(attempt, cap=30) if wait is None else wait
                 if not last and delay <= _MAX_WAIT:
                     await self._sleep(delay)
                     continue
@@ -703,7 +553,7 @@ class BitbucketPlugin:
                 )
             retryable = status >= 500 and not (refusal and status == 555)
             if retryable and not last and (method in _IDEMPOTENT or status == 503):
-                await self._sleep(_backoff(attempt))
+                await self._sleep(backoff(attempt, cap=30))
                 continue
             raise self._error(response, asked, refusal=refusal)
         raise AssertionError("unreachable")  # pragma: no cover
@@ -736,23 +586,6 @@ class BitbucketPlugin:
 
 
 # -- helpers --------------------------------------------------------------------------------------
-def _dig(data: object, *keys: str) -> Any:
-    for key in keys:
-        if not isinstance(data, dict):
-            return None
-        data = data.get(key)
-    return data
-
-
-def _user_name(user: object) -> str | None:
-    if not isinstance(user, dict):
-        return None
-    for key in ("nickname", "username", "display_name", "account_id", "uuid"):
-        if user.get(key):
-            return str(user[key])
-    return None
-
-
 def _user_keys(user: object) -> list[str]:
     if not isinstance(user, dict):
         return []
@@ -776,18 +609,18 @@ def _comment(data: Json) -> PrComment:
     line = inline.get("to") or inline.get("from")
     return PrComment(
         id=_int_or_str(data.get("id")),
-        author=_user_name(data.get("user")) or "?",
-        body=str(_dig(data, "content", "raw") or ""),
-        created_at=_timestamp(data.get("created_on")),
-        parent_id=_dig(data, "parent", "id"),
+        author=user_name(data.get("user")) or "?",
+        body=str(dig(data, "content", "raw") or ""),
+        created_at=parse_timestamp(data.get("created_on")),
+        parent_id=dig(data, "parent", "id"),
         path=inline.get("path"),
         line=int(line) if line is not None else None,
-        url=_dig(data, "links", "html", "href"),
+        url=dig(data, "links", "html", "href"),
     )
 
 
 def _ci_state(states: list[str]) -> CiState:
-    mapped = [_CI_STATES.get(s, "pending") for s in states]
+    mapped = [CI_STATES.get(s, "pending") for s in states]
     if not mapped:
         return "none"
     if "failure" in mapped:
@@ -795,16 +628,6 @@ def _ci_state(states: list[str]) -> CiState:
     if "pending" in mapped:
         return "pending"
     return "success"
-
-
-def _timestamp(value: object) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _int_or_str(value: object) -> int | str:
@@ -834,27 +657,6 @@ def _without_userinfo(url: str) -> str:
     return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
 
 
-def _backoff(attempt: int) -> float:
-    return float(min(30, 2**attempt))
-
-
-def _retry_after(value: str | None) -> float | None:
-    """Seconds from a ``Retry-After`` header (a number of seconds or an HTTP date)."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
-
-
 def _json_of(response: httpx2.Response, what: str) -> Json:
     try:
         data = response.json()
@@ -878,10 +680,3 @@ def _error_message(response: httpx2.Response) -> str:
         return ""
     parts = [str(error[k]) for k in ("message", "detail") if error.get(k)]
     return " — ".join(parts)
-
-
-def _fallback_delivery_id(headers: Mapping[str, str], body: bytes) -> str | None:
-    hook = headers.get("x-hook-uuid")
-    if not hook:
-        return None
-    return f"{hook}:{hashlib.sha256(body).hexdigest()[:16]}"

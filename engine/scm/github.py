@@ -15,9 +15,6 @@ tells the caller how long to park.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
-import json
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -26,16 +23,9 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
 from engine._version import __version__
-from engine.scm._events import (
-    CI_COMPLETED,
-    PR_APPROVED,
-    PR_CHANGES_REQUESTED,
-    PR_COMMENT,
-    PR_DECLINED,
-    PR_MERGED,
-    PR_UPDATED,
-)
 from engine.scm._gitauth import basic_auth_env
+from engine.scm._github_webhooks import CHECK_FAILED, login, normalize_inbound
+from engine.scm._http import Json, backoff, parse_timestamp, retry_after, webhook_signature
 from engine.scm._protocol import (
     CiState,
     CloneInfo,
@@ -50,40 +40,21 @@ from engine.scm._protocol import (
     ScmNotFound,
     ScmRateLimited,
     ScmUser,
-    WebhookRejected,
 )
-from state import ExternalRef, InboundEvent
+from state import InboundEvent
 
 if TYPE_CHECKING:
     import httpx2
 
 __all__ = ["GitHubPlugin", "webhook_signature"]
 
-Json = dict[str, Any]
 Sleep = Callable[[float], Awaitable[object]]
 
 _DEFAULT_API = "https://api.github.com"
 _SECONDARY_WAIT = 60.0  # GitHub: "wait at least one minute" when no header says how long
-_CHECK_FAILED = {"failure", "timed_out", "cancelled", "action_required", "startup_failure"}
 _CHECK_PASSED = {"success", "neutral", "skipped"}
 _COMMIT_STATE: dict[str, CiState] = {"success": "success", "failure": "failure", "error": "failure"}
 _SCP_REMOTE = re.compile(r"^(?:[\w.-]+@)?(?P<host>[\w.-]+):(?!//)(?P<path>[^\\]+)$")
-
-
-def webhook_signature(secret: str, body: bytes) -> str:
-    """The ``X-Hub-Signature-256`` value GitHub sends with ``body``: ``sha256=<hex HMAC>``."""
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-
-
-def _time(value: object) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def _login(user: object) -> str | None:
-    return user.get("login") if isinstance(user, dict) else None
 
 
 class GitHubPlugin:
@@ -181,11 +152,9 @@ class GitHubPlugin:
         status, headers = response.status_code, response.headers
         if status not in (403, 429):
             return None
-        if retry_after := headers.get("retry-after"):
-            try:
-                return max(float(retry_after), 0.0)
-            except ValueError:
-                return _SECONDARY_WAIT
+        if value := headers.get("retry-after"):
+            wait = retry_after(value, http_date=False)  # GitHub sends seconds
+            return _SECONDARY_WAIT if wait is None else wait
         if headers.get("x-ratelimit-remaining") == "0" and headers.get("x-ratelimit-reset"):
             try:
                 return max(float(headers["x-ratelimit-reset"]) - time.time(), 0.0) + 1.0
@@ -231,7 +200,7 @@ class GitHubPlugin:
                     raise ScmError(
                         self._redact(f"GitHub unreachable while {what} ({reason})")
                     ) from exc
-                await self._sleep(0.5 * 2**attempt)
+                await self._sleep(backoff(attempt, first=0.5))
                 continue
             wait = self._rate_limit_wait(response)
             if wait is not None:
@@ -244,7 +213,7 @@ class GitHubPlugin:
                 await self._sleep(wait)
                 continue
             if response.status_code >= 500 and method == "GET" and not last:
-                await self._sleep(0.5 * 2**attempt)
+                await self._sleep(backoff(attempt, first=0.5))
                 continue
             if response.is_success:
                 return response
@@ -311,7 +280,7 @@ class GitHubPlugin:
     def _pull_request(self, repo: str, data: Json) -> PullRequest:
         merged = bool(data.get("merged") or data.get("merged_at"))
         state: PrState = "merged" if merged else "declined" if data["state"] == "closed" else "open"
-        reviewers = [_login(u) for u in data.get("requested_reviewers") or []]
+        reviewers = [login(u) for u in data.get("requested_reviewers") or []]
         teams = [f"{t.get('slug')}" for t in data.get("requested_teams") or []]
         return PullRequest(
             id=int(data["number"]),
@@ -321,11 +290,11 @@ class GitHubPlugin:
             state=state,
             source_branch=data["head"]["ref"],
             target_branch=data["base"]["ref"],
-            author=_login(data.get("user")),
+            author=login(data.get("user")),
             description=data.get("body") or "",
             reviewers=tuple(r for r in [*reviewers, *teams] if r),
-            created_at=_time(data.get("created_at")),
-            merged_at=_time(data.get("merged_at")),
+            created_at=parse_timestamp(data.get("created_at"), strict=True),
+            merged_at=parse_timestamp(data.get("merged_at"), strict=True),
             merge_commit=data.get("merge_commit_sha") if merged else None,
         )
 
@@ -333,9 +302,9 @@ class GitHubPlugin:
     def _comment(data: Json) -> PrComment:
         return PrComment(
             id=int(data["id"]),
-            author=_login(data.get("user")) or "",
+            author=login(data.get("user")) or "",
             body=data.get("body") or "",
-            created_at=_time(data.get("created_at")),
+            created_at=parse_timestamp(data.get("created_at"), strict=True),
             parent_id=data.get("in_reply_to_id"),
             path=data.get("path"),
             line=data.get("line") or data.get("original_line"),
@@ -422,7 +391,7 @@ class GitHubPlugin:
         )
         verdicts: dict[str, str] = {}
         for review in reviews:
-            user, state = _login(review.get("user")), str(review.get("state", "")).upper()
+            user, state = login(review.get("user")), str(review.get("state", "")).upper()
             if user and state in ("APPROVED", "CHANGES_REQUESTED", "DISMISSED"):
                 verdicts[user] = state
         return PrStatus(
@@ -471,7 +440,7 @@ class GitHubPlugin:
             if not str(parent.get("issue_url", "")).endswith(f"/issues/{pr_id}"):
                 raise ScmNotFound(f"comment {parent_id} is not on {repo}#{pr_id}") from None
             quoted = "\n".join(f"> {line}" for line in (parent.get("body") or "").splitlines())
-            author = _login(parent.get("user"))
+            author = login(parent.get("user"))
             lead = f"@{author} wrote:\n" if author else ""
             return await self.post_comment(repo, pr_id, f"{lead}{quoted}\n\n{body}")
         root = parent.get("in_reply_to_id") or parent["id"]  # GitHub threads are one level deep
@@ -555,68 +524,11 @@ class GitHubPlugin:
 
     # -- webhooks ---------------------------------------------------------------------------------
     def normalize_inbound(self, headers: Mapping[str, str], body: bytes) -> list[InboundEvent]:
-        """Verify ``X-Hub-Signature-256`` and map the delivery to event keys.
-
-        ``pull_request`` ``opened`` maps to nothing: coro opens its own pull requests, and a job
-        waiting on ``pr:updated`` must not be woken by that. ``status`` events (legacy commit
-        statuses) name no pull request and map to nothing either; ``check_run`` and
-        ``check_suite`` give one ``ci:completed`` per pull request they list.
-        """
-        lowered = {k.lower(): v for k, v in headers.items()}
-        if not self._webhook_secret:
-            raise WebhookRejected(
-                "GitHub webhook rejected: no webhook secret is configured; set "
-                f"plugins.installed.{self._plugin_id}.config.webhookSecret (or git.webhookSecret)",
-                status=401,
-            )
-        signature = lowered.get("x-hub-signature-256", "")
-        if not signature:
-            raise WebhookRejected("GitHub webhook rejected: no X-Hub-Signature-256", status=401)
-        expected = webhook_signature(self._webhook_secret, body)
-        if not hmac.compare_digest(signature.strip().encode(), expected.encode()):
-            raise WebhookRejected(
-                "GitHub webhook rejected: X-Hub-Signature-256 does not match the configured secret",
-                status=401,
-            )
-        try:
-            data = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise ScmError("GitHub webhook body is not JSON", status=400) from exc
-        if not isinstance(data, dict):
-            raise ScmError("GitHub webhook body is not a JSON object", status=400)
-        native = lowered.get("x-github-event", "")
-        try:
-            found = _map_event(native, data)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ScmError(f"GitHub {native} webhook is missing {exc}", status=400) from exc
-        repo = (data.get("repository") or {}).get("full_name", "")
-        html = (data.get("repository") or {}).get("html_url", "")
-        events = []
-        for key, number, url, extra in found:
-            payload = {
-                "nativeEvent": native,
-                "action": data.get("action"),
-                "repo": repo,
-                "prId": number,
-                **extra,
-            }
-            ref = ExternalRef(
-                kind="pull_request",
-                plugin_id=self._plugin_id,
-                repo_key=repo,
-                external_id=str(number),
-                url=url or (f"{html}/pull/{number}" if html else None),
-            )
-            events.append(
-                InboundEvent(
-                    event_key=key,
-                    payload=payload,
-                    plugin_id=self._plugin_id,
-                    ref=ref,
-                    delivery_id=lowered.get("x-github-delivery"),
-                )
-            )
-        return events
+        """Verify ``X-Hub-Signature-256`` and map the delivery to event keys (see
+        :func:`engine.scm._github_webhooks.normalize_inbound`)."""
+        return normalize_inbound(
+            headers, body, secret=self._webhook_secret, plugin_id=self._plugin_id
+        )
 
 
 def _message(response: httpx2.Response) -> str:
@@ -638,7 +550,7 @@ def _ci_state(runs: list[Json], combined: Json) -> CiState:
     for run in runs:
         if run.get("status") != "completed":
             seen.add("pending")
-        elif run.get("conclusion") in _CHECK_FAILED:
+        elif run.get("conclusion") in CHECK_FAILED:
             seen.add("failure")
         else:
             seen.add("success" if run.get("conclusion") in _CHECK_PASSED else "pending")
@@ -648,84 +560,3 @@ def _ci_state(runs: list[Json], combined: Json) -> CiState:
         if verdict in seen:
             return verdict
     return "none"
-
-
-_Found = tuple[str, int, str | None, Json]
-_REVIEW_KEYS = {
-    "approved": PR_APPROVED,
-    "changes_requested": PR_CHANGES_REQUESTED,
-    "commented": PR_COMMENT,
-}
-
-
-def _map_event(native: str, data: Json) -> list[_Found]:
-    """(event key, PR number, PR URL, extra payload) for each PR the delivery concerns."""
-    action = data.get("action")
-    sender = _login(data.get("sender"))
-    if native == "pull_request":
-        pr = data["pull_request"]
-        number, url = int(pr["number"]), pr.get("html_url")
-        extra = {
-            "author": sender,
-            "state": "merged" if pr.get("merged") else pr.get("state"),
-            "merged": bool(pr.get("merged")),
-            "sha": (pr.get("head") or {}).get("sha"),
-        }
-        if action == "closed":
-            key = PR_MERGED if pr.get("merged") else PR_DECLINED
-            if pr.get("merged"):
-                extra["mergeCommit"] = pr.get("merge_commit_sha")
-            return [(key, number, url, extra)]
-        if action in ("synchronize", "edited", "reopened"):
-            return [(PR_UPDATED, number, url, extra)]
-        return []
-    if native == "pull_request_review" and action == "submitted":
-        pr, review = data["pull_request"], data["review"]
-        verdict = str(review.get("state", "")).lower()
-        review_key = _REVIEW_KEYS.get(verdict)
-        if review_key is None:
-            return []
-        extra = {
-            "author": _login(review.get("user")),
-            "body": review.get("body") or "",
-            "state": verdict,
-            "sha": review.get("commit_id"),
-            "reviewId": review.get("id"),
-        }
-        return [(review_key, int(pr["number"]), pr.get("html_url"), extra)]
-    if native == "issue_comment" and action == "created":
-        issue, comment = data["issue"], data["comment"]
-        if not issue.get("pull_request"):
-            return []  # a plain issue, not a pull request
-        extra = {
-            "author": _login(comment.get("user")),
-            "body": comment.get("body") or "",
-            "commentId": comment.get("id"),
-        }
-        return [(PR_COMMENT, int(issue["number"]), issue.get("html_url"), extra)]
-    if native == "pull_request_review_comment" and action == "created":
-        pr, comment = data["pull_request"], data["comment"]
-        extra = {
-            "author": _login(comment.get("user")),
-            "body": comment.get("body") or "",
-            "commentId": comment.get("id"),
-            "parentId": comment.get("in_reply_to_id"),
-            "path": comment.get("path"),
-            "line": comment.get("line"),
-        }
-        return [(PR_COMMENT, int(pr["number"]), pr.get("html_url"), extra)]
-    if native in ("check_run", "check_suite") and action == "completed":
-        check = data[native]
-        conclusion = check.get("conclusion")
-        state = "failure" if conclusion in _CHECK_FAILED else "success"
-        extra = {
-            "conclusion": conclusion,
-            "state": state,
-            "sha": check.get("head_sha"),
-            "name": check.get("name") or (check.get("app") or {}).get("name"),
-        }
-        return [
-            (CI_COMPLETED, int(pr["number"]), None, dict(extra))
-            for pr in check.get("pull_requests") or []
-        ]
-    return []
