@@ -33,7 +33,7 @@ from engine.config import LocalConfig
 from engine.executors import ExecutorRegistry
 from engine.phase import PhaseRequest, PhaseResult, PhaseSignals, ToolBox, ToolContext
 from engine.runtime import Engine
-from engine.tools import open_domain_toolbox
+from engine.tools.mcp_bridge import DomainSession, open_domain_session
 from engine.workflow import Workflow, load_workflow
 from state import EventKind, Job, JobInput, JobStatus, PhaseUsage, SqliteStateBackend
 from state.models import ConversationMessage
@@ -199,9 +199,24 @@ async def bare_job(
     phase. Returns the start time of every phase."""
     job = await store.create_job(Job(id=job_id, workflow_path=WORKFLOW_PATH,
                                      params={"repo": "acme/svc"}))  # fmt: skip
+    starts: list[float] = []
+    async with open_domain_session() as session:  # one per run, as the runner does
+        await _bare_phases(store, job, workflow, job_dir, phases, lines, session, starts)
+    return starts
+
+
+async def _bare_phases(
+    store: SqliteStateBackend,
+    job: Job,
+    workflow: Workflow,
+    job_dir: Path,
+    phases: int,
+    lines: int,
+    session: DomainSession,
+    starts: list[float],
+) -> None:
     config = LocalConfig()
     name = workflow.phases[0].name
-    starts: list[float] = []
     for n in range(1, phases + 1):
         starts.append(time.perf_counter())
         phase = workflow.phase(name)
@@ -212,8 +227,7 @@ async def bare_job(
         await store.append_event(job.id, "phase_started", {"phase": name, "provider": "test",
                                  "model": "m", "resumed": n > 1})  # fmt: skip
         allowed = set(phase.tools) if phase.tools is not None else None
-        async with open_domain_toolbox(ctx, allowed) as tools:
-            await play_phase(tools, ctx, goto, lines)
+        await play_phase(session.for_phase(ctx, allowed), ctx, goto, lines)
         used = usage(name, "m")
         job.phase_usage.append(used)
         job.token_usage.add(used)
@@ -227,7 +241,6 @@ async def bare_job(
                                      {"from": before.value, "to": job.status.value})  # fmt: skip
             name = goto
         await store.save_job(job, durable=True)
-    return starts
 
 
 # -- 1. time per phase ------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from state.models import ConversationMessage
 if TYPE_CHECKING:
     from engine.config import LocalConfig
     from engine.scm.registry import ScmRegistry
+    from engine.tools.mcp_bridge import DomainSession
     from engine.workflow import PhaseConfig, Workflow
 
 __all__ = [
@@ -109,6 +110,8 @@ class ToolContext:
     """The SCM plugins, for the ``scm_*`` tools (``None``: source control unavailable)."""
     guardrails_dir: Path | None = None
     """Where guardrail scripts live (``$CORO_HOME/guardrails``)."""
+    domain_session: DomainSession | None = None
+    """The job run's domain-tool server, when the runner opened one (else one per phase)."""
 
     async def save(self, *, durable: bool = False) -> None:
         await self.store.save_job(self.job, durable=durable)

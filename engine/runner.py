@@ -54,6 +54,7 @@ if TYPE_CHECKING:
     from engine.overlay import OverlayManager
     from engine.paths import CoroPaths
     from engine.scm.registry import ScmRegistry
+    from engine.tools.mcp_bridge import DomainSession
     from engine.workflow import PhaseConfig, Workflow
 
 __all__ = ["CHECKPOINT_PREFIX", "JobRunner", "OpenToolbox", "RunOutcome", "budget_exceeded"]
@@ -119,6 +120,7 @@ class JobRunner:
         self._paths = paths
         self.overlays = overlays
         self.executors = executors
+        self._own_toolbox = toolbox is None
         if toolbox is None:
             from engine.tools.phase_tools import open_phase_toolbox
 
@@ -209,8 +211,8 @@ class JobRunner:
         if job is None:
             raise CoroError(f"no job {job_id!r}")
         try:
-            async with self._external_servers(job) as external:
-                return await self._loop(job, external)
+            async with self._external_servers(job) as external, self._domain() as domain:
+                return await self._loop(job, external, domain)
         except asyncio.CancelledError:
             await self.store.flush()
             raise
@@ -231,6 +233,14 @@ class JobRunner:
         await self.set_status(job, JobStatus.ESCALATED, reason=message)
         await self.store.flush()
 
+    def _domain(self) -> AbstractAsyncContextManager[DomainSession | None]:
+        """One domain-tool server for the whole run, when the runner opens the tools itself."""
+        if not self._own_toolbox:
+            return nullcontext()
+        from engine.tools.mcp_bridge import open_domain_session
+
+        return open_domain_session()
+
     def _external_servers(self, job: Job) -> AbstractAsyncContextManager[ToolBoxView | None]:
         """The config's MCP servers, started for this run of the job (none configured: none)."""
         config = self._config()
@@ -245,7 +255,12 @@ class JobRunner:
         job_dir.mkdir(parents=True, exist_ok=True)
         return open_external_toolbox(config.mcp_servers, cwd=job_dir, log=log)
 
-    async def _loop(self, job: Job, external: ToolBoxView | None = None) -> RunOutcome:
+    async def _loop(
+        self,
+        job: Job,
+        external: ToolBoxView | None = None,
+        domain: DomainSession | None = None,
+    ) -> RunOutcome:
         announced = job.phase
         while True:
             if job.status.is_terminal or job.status.is_parked or job.status.is_stopped:
@@ -275,7 +290,7 @@ class JobRunner:
                 if await self._runner_managed(job, workflow, phase):
                     return RunOutcome(job.status)
                 continue
-            result, signals = await self._run_phase(job, workflow, phase, external)
+            result, signals = await self._run_phase(job, workflow, phase, external, domain)
             if await self._after_phase(job, workflow, phase, result, signals):
                 return RunOutcome(job.status)
 
@@ -302,7 +317,12 @@ class JobRunner:
         ]
 
     async def _run_phase(
-        self, job: Job, workflow: Workflow, phase: PhaseConfig, external: ToolBoxView | None
+        self,
+        job: Job,
+        workflow: Workflow,
+        phase: PhaseConfig,
+        external: ToolBoxView | None,
+        domain: DomainSession | None = None,
     ) -> tuple[PhaseResult, PhaseSignals]:
         config = self._config()
         paths = self._paths()
@@ -337,6 +357,7 @@ class JobRunner:
             known_workflows=lambda path: self.overlays.workflow_exists(job.id, path),
             scm=self.scm,
             guardrails_dir=paths.guardrails_dir,
+            domain_session=domain,
         )
         await self.store.append_event(
             job.id,

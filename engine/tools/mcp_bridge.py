@@ -29,7 +29,13 @@ if TYPE_CHECKING:
     from mcp.server.mcpserver.utilities.func_metadata import FuncMetadata
     from mcp.types import CallToolResult
 
-__all__ = ["SERVER_NAME", "DomainToolBox", "open_domain_toolbox"]
+__all__ = [
+    "SERVER_NAME",
+    "DomainSession",
+    "DomainToolBox",
+    "open_domain_session",
+    "open_domain_toolbox",
+]
 
 SERVER_NAME = "coro"
 
@@ -108,13 +114,63 @@ async def open_domain_toolbox(
         return
     from mcp import Client
 
-    server = _new_server([_mcp_tool(tool, ctx) for tool in selected])
+    server = _new_server([_mcp_tool(tool, lambda: ctx) for tool in selected])
     # Pinning the protocol version skips the discovery probe: both ends are this process.
     # The server was built from ``selected`` with these very names, descriptions and schemas,
     # so the specs come from the registry rather than a tools/list round trip per phase.
     specs = [ToolSpec(t.qualified_name, t.description, t.input_schema) for t in selected]
     async with Client(server, cache=None, mode=_protocol_version()) as client:
         yield DomainToolBox(client, specs, phase=ctx.phase.name, registry=registry)
+
+
+class DomainSession:
+    """One MCP server and client serving every domain tool for a whole run of a job.
+
+    Opening a server and a client costs ~0.7 ms, which a job paid at every phase; a session
+    pays it once per run. Each phase takes a view with :meth:`for_phase`, which binds the
+    handlers to that phase's context and offers only the phase's allowed tools. A job's
+    phases run one after another, so one context is current at a time.
+    """
+
+    def __init__(
+        self, client: Client, registry: Mapping[str, DomainTool[Any]], current: _Current
+    ) -> None:
+        self._client = client
+        self._registry = registry
+        self._current = current
+
+    def for_phase(self, ctx: ToolContext, allowed: Collection[str] | None) -> DomainToolBox:
+        self._current.ctx = ctx
+        specs = [
+            ToolSpec(t.qualified_name, t.description, t.input_schema)
+            for t in self._registry.values()
+            if allowed is None or t.qualified_name in allowed
+        ]
+        client = self._client if specs else None
+        return DomainToolBox(client, specs, phase=ctx.phase.name, registry=self._registry)
+
+
+class _Current:
+    ctx: ToolContext | None = None
+
+    def get(self) -> ToolContext:
+        if self.ctx is None:
+            raise ToolError("no phase is running for this job")
+        return self.ctx
+
+
+@asynccontextmanager
+async def open_domain_session(
+    tools: Mapping[str, DomainTool[Any]] | None = None,
+) -> AsyncIterator[DomainSession]:
+    """A :class:`DomainSession` for one run of a job (enter and leave it in the same task)."""
+    from mcp import Client
+
+    registry = DOMAIN_TOOLS if tools is None else tools
+    current = _Current()
+    server = _new_server([_mcp_tool(tool, current.get) for tool in registry.values()])
+    async with Client(server, cache=None, mode=_protocol_version()) as client:
+        yield DomainSession(client, registry, current)
 
 
 @cache
@@ -140,12 +196,13 @@ def _new_server(tools: list[Tool]) -> MCPServer:
             root.removeHandler(guard)
 
 
-def _mcp_tool(tool: DomainTool[Any], ctx: ToolContext) -> Tool:
-    """``tool`` as an MCPServer tool with our own schema, validation and error results."""
+def _mcp_tool(tool: DomainTool[Any], context: Callable[[], ToolContext]) -> Tool:
+    """``tool`` as an MCPServer tool with our own schema, validation and error results;
+    ``context`` gives the phase's context when a call comes in."""
     from mcp.server.mcpserver.tools import Tool
 
     return Tool(
-        fn=_runner(tool, ctx),
+        fn=_runner(tool, context),
         name=tool.name,
         description=tool.description,
         parameters=tool.input_schema,
@@ -155,7 +212,7 @@ def _mcp_tool(tool: DomainTool[Any], ctx: ToolContext) -> Tool:
 
 
 def _runner(
-    tool: DomainTool[Any], ctx: ToolContext
+    tool: DomainTool[Any], context: Callable[[], ToolContext]
 ) -> Callable[[dict[str, Any]], Awaitable[CallToolResult]]:
     from mcp.types import CallToolResult, TextContent
 
@@ -164,11 +221,12 @@ def _runner(
 
     async def run(arguments: dict[str, Any]) -> CallToolResult:
         try:
+            ctx = context()
             value = await tool.invoke(ctx, arguments)
         except ToolError as exc:
             return result(exc.message, is_error=True)
         except Exception as exc:
-            logger.exception("domain tool %s failed on job %s", tool.name, ctx.job.id)
+            logger.exception("domain tool %s failed on job %s", tool.name, context().job.id)
             return result(
                 f"{tool.name}: internal error in coro ({type(exc).__name__}: {exc}). This is "
                 "not a problem with your arguments; do not repeat the call more than once — "

@@ -4,7 +4,7 @@ servers' share, each filtered by the phase's ``tools:`` allow-list, as one tool 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Collection
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
 from engine.config import iter_secrets
@@ -43,7 +43,11 @@ async def open_phase_toolbox(
         env=bash_environment(secrets=secrets),
     )
     try:
-        async with open_domain_toolbox(ctx, allowed) as domain:
+        async with AsyncExitStack() as stack:
+            if ctx.domain_session is not None:
+                domain = ctx.domain_session.for_phase(ctx, allowed)
+            else:
+                domain = await stack.enter_async_context(open_domain_toolbox(ctx, allowed))
             boxes: list[ToolBox] = [builtin, domain]
             if ctx.external_tools is not None:
                 boxes.append(ctx.external_tools)
