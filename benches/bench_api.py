@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import socket
@@ -71,12 +72,14 @@ async def _api(home: Path, **options: Any) -> AsyncIterator[tuple[Engine, ApiSer
     write_config(home)
     engine = Engine(home, executors=ScriptedExecutor().registry(), watch_config=False)
     await engine.start()
+    gc.freeze()  # as `coro start --headless` does once started (engine/headless.py)
     try:
         await engine.store.create_job(Job(id=JOB))
         async with ApiServer(engine, port=0, **options) as api:
             yield engine, api
     finally:
         await engine.stop(grace=1)
+        gc.unfreeze()
 
 
 @contextlib.asynccontextmanager
