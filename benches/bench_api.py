@@ -79,7 +79,6 @@ async def _api(home: Path, **options: Any) -> AsyncIterator[tuple[Engine, ApiSer
             yield engine, api
     finally:
         await engine.stop(grace=1)
-        gc.unfreeze()
 
 
 @contextlib.asynccontextmanager

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import random
 import sqlite3
@@ -80,6 +81,7 @@ async def _runner(home: Path) -> AsyncIterator[tuple[Engine, ApiServer, dict[str
     executor = ScriptedExecutor({"review": [park] * PARKED})
     engine = Engine(home, executors=executor.registry(), watch_config=False, poll_prs=False)
     await engine.start()
+    gc.freeze()  # as `coro start --headless` does once started (engine/headless.py)
     try:
         async with ApiServer(engine, port=0) as api:
             for job_id, pr in prs.items():
