@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import json
 import logging
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -272,9 +270,3 @@ class InboundRouter:
 def _report(task: asyncio.Future[Any]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.error("routing inbound events failed", exc_info=task.exception())
-
-
-def payload_digest(data: Any) -> str:
-    """A short stable digest of JSON data, for dedupe keys of poll findings."""
-    raw = json.dumps(data, sort_keys=True, default=str).encode()
-    return hashlib.sha256(raw).hexdigest()[:16]

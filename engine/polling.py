@@ -12,8 +12,8 @@ the durable inbox like webhooks, so they wake the jobs that await them.
   wakes; old comments are not replayed).
 - **Failures.** A pull request whose status cannot be read five polls in a row is reported as
   ``pullrequest:rejected`` with ``state: NOT_FOUND``, so its job does not wait for ever.
-- Polls never overlap; :meth:`PrPoller.poll_now` runs one at once (the API does after a
-  developer acts on a local pull request).
+- Polls never overlap; :meth:`PrPoller.poll_now` runs one at once. (What a developer does
+  with ``coro pr`` reaches the job directly, without waiting for a poll.)
 """
 
 from __future__ import annotations
@@ -96,9 +96,7 @@ class PrPoller:
         self._interval = interval
         self._seen: dict[tuple[str, str, str, str], _Seen] = {}
         self._lock = asyncio.Lock()
-        self._poke = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self.polls = 0
 
     def start(self) -> None:
         if self._task is None:
@@ -111,10 +109,6 @@ class PrPoller:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    def poke(self) -> None:
-        """Poll soon, without waiting for the interval."""
-        self._poke.set()
-
     async def _loop(self) -> None:
         while True:
             try:
@@ -122,14 +116,11 @@ class PrPoller:
                 await self.poll_now()
             except Exception:
                 log.exception("polling pull requests failed; trying again next interval")
-            self._poke.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._poke.wait(), timeout=self._interval())
+            await asyncio.sleep(self._interval())
 
     async def poll_now(self) -> int:
         """Poll every parked job's open pull requests once; returns the events found."""
         async with self._lock:
-            self.polls += 1
             found = 0
             for job in await self._store.list_jobs():
                 if not job.status.is_parked:

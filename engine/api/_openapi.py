@@ -12,6 +12,9 @@ from engine.api._schemas import (
     ApproveBody,
     ArtifactContentBody,
     InteractiveBody,
+    LocalApproveBody,
+    LocalCommentBody,
+    LocalMergeBody,
     MessageBody,
     ReasonBody,
     ResumeBody,
@@ -28,6 +31,9 @@ _MODELS: tuple[type[BaseModel], ...] = (
     ReasonBody,
     InteractiveBody,
     ArtifactContentBody,
+    LocalCommentBody,
+    LocalApproveBody,
+    LocalMergeBody,
 )
 
 
@@ -334,12 +340,6 @@ def openapi_document() -> dict[str, Any]:
         },
         **_local_scm_paths(obj),
     }
-    from engine.api._scm import ApproveBody as LocalApproveBody
-    from engine.api._scm import CommentBody, MergeBody
-
-    for name, model in (("LocalCommentBody", CommentBody), ("LocalApproveBody", LocalApproveBody),
-                        ("LocalMergeBody", MergeBody)):  # fmt: skip
-        schemas[name] = model.model_json_schema(by_alias=True)
     schemas["Config"] = {"type": "object", "description": "LocalConfig as camelCase JSON."}
     schemas["WebhookPayload"] = {"description": "The hosting service's event payload."}
     return {

@@ -11,6 +11,9 @@ __all__ = [
     "ApproveBody",
     "ArtifactContentBody",
     "InteractiveBody",
+    "LocalApproveBody",
+    "LocalCommentBody",
+    "LocalMergeBody",
     "MessageBody",
     "ReasonBody",
     "RequestBody",
@@ -70,3 +73,24 @@ class ArtifactContentBody(RequestBody):
 
     content: str = Field(description="The new text of the file (UTF-8, at most 2 MiB).")
     edited_by: str | None = Field(None, description="Who edited it.")
+
+
+class LocalCommentBody(RequestBody):
+    """``POST /scm/local/prs/{n}/comment``."""
+
+    body: str = Field(min_length=1, pattern=r"\S", description="The comment (markdown).")
+    author: str | None = Field(None, description="Who writes it (default: developer).")
+    parent_id: int | None = Field(None, description="The comment this one answers.")
+
+
+class LocalApproveBody(RequestBody):
+    """``POST /scm/local/prs/{n}/approve``."""
+
+    user: str | None = Field(None, description="Who approves (default: developer).")
+
+
+class LocalMergeBody(RequestBody):
+    """``POST /scm/local/prs/{n}/merge``."""
+
+    strategy: Literal["merge", "squash", "rebase"] = "merge"
+    message: str | None = Field(None, description="The merge commit's message.")

@@ -12,10 +12,10 @@ at the next poll.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
-from pydantic import Field
-
+from engine.api._app import ApiError, _body, _json
+from engine.api._schemas import LocalApproveBody, LocalCommentBody, LocalMergeBody
 from engine.scm import (
     PR_APPROVED,
     PR_COMMENT,
@@ -26,7 +26,6 @@ from engine.scm import (
     ScmNotFound,
     WebhookRejected,
 )
-from engine.tools._base import ToolArgs
 from state import ExternalRef, InboundEvent
 
 if TYPE_CHECKING:
@@ -35,21 +34,6 @@ if TYPE_CHECKING:
 
     from engine.runtime import Engine
     from engine.scm.local import LocalScmPlugin
-
-
-class CommentBody(ToolArgs):
-    body: str = Field(min_length=1, pattern=r"\S")
-    author: str | None = None
-    parent_id: int | None = None
-
-
-class ApproveBody(ToolArgs):
-    user: str | None = None
-
-
-class MergeBody(ToolArgs):
-    strategy: Literal["merge", "squash", "rebase"] = "merge"
-    message: str | None = None
 
 
 __all__ = ["ScmRoutes"]
@@ -62,8 +46,6 @@ class ScmRoutes:
         self.engine = engine
 
     async def webhook(self, request: Request) -> Response:
-        from engine.api._app import ApiError, _json
-
         plugin_id = request.path_params["plugin_id"]
         try:
             plugin = self.engine.scm.plugin(plugin_id)
@@ -95,7 +77,6 @@ class ScmRoutes:
 
     # -- the local SCM's pull requests -----------------------------------------------------------
     def _local(self) -> LocalScmPlugin:
-        from engine.api._app import ApiError
         from engine.scm.local import LocalScmPlugin
 
         plugin = self.engine.scm.plugin("local")
@@ -105,8 +86,6 @@ class ScmRoutes:
 
     @staticmethod
     def _repo(request: Request) -> str:
-        from engine.api._app import ApiError
-
         repo = request.query_params.get("repo", "")
         if not repo:
             raise ApiError(422, "repo: name the repository (?repo=acme/svc)", field="repo")
@@ -114,16 +93,12 @@ class ScmRoutes:
 
     @staticmethod
     def _pr_id(request: Request) -> int:
-        from engine.api._app import ApiError
-
         raw = request.path_params["pr_id"]
         if not raw.isascii() or not raw.isdigit():
             raise ApiError(422, f"pr_id: {raw!r} is not a pull request number", field="pr_id")
         return int(raw)
 
     async def _scm_call(self, call: Any) -> Any:
-        from engine.api._app import ApiError
-
         try:
             return await call
         except ScmNotFound as exc:
@@ -134,8 +109,6 @@ class ScmRoutes:
             raise ApiError(400, exc.message) from None
 
     async def list_prs(self, request: Request) -> Response:
-        from engine.api._app import ApiError, _json
-
         state = request.query_params.get("state")
         if state not in (None, "open", "merged", "declined"):
             raise ApiError(422, "state: open, merged or declined", field="state")
@@ -148,8 +121,6 @@ class ScmRoutes:
                       "repos": await local.repos()})  # fmt: skip
 
     async def show_pr(self, request: Request) -> Response:
-        from engine.api._app import _json
-
         pr = await self._scm_call(self._local().local_pr(self._repo(request), self._pr_id(request)))
         job = await self._job_of(pr.repo, pr.id)
         data = pr.to_wire()
@@ -163,27 +134,21 @@ class ScmRoutes:
         return Response(diff, media_type="text/plain; charset=utf-8")
 
     async def comment_pr(self, request: Request) -> Response:
-        from engine.api._app import _body, _json
-        from engine.scm.local import LocalScmPlugin
-
-        body = await _body(request, CommentBody)
+        body = await _body(request, LocalCommentBody)
         repo, pr_id = self._repo(request), self._pr_id(request)
         local = self._local()
         author = (body.author or "").strip() or "developer"
-        as_author = LocalScmPlugin(root=local.root, store=self.engine.store, user=author)
         if body.parent_id is None:
-            comment = await self._scm_call(as_author.post_comment(repo, pr_id, body.body))
+            call = local.post_comment(repo, pr_id, body.body, author=author)
         else:
-            call = as_author.reply_to_comment(repo, pr_id, body.parent_id, body.body)
-            comment = await self._scm_call(call)
+            call = local.reply_to_comment(repo, pr_id, body.parent_id, body.body, author=author)
+        comment = await self._scm_call(call)
         await self._tell_job(repo, pr_id, PR_COMMENT, f"comment:{comment.id}",
                              author=author, body=body.body, commentId=comment.id)  # fmt: skip
         return _json({"commentId": comment.id, "parentId": comment.parent_id}, 201)
 
     async def approve_pr(self, request: Request) -> Response:
-        from engine.api._app import _body, _json
-
-        body = await _body(request, ApproveBody)
+        body = await _body(request, LocalApproveBody)
         repo, pr_id = self._repo(request), self._pr_id(request)
         user = (body.user or "").strip() or "developer"
         pr = await self._scm_call(self._local().approve(repo, pr_id, user))
@@ -191,9 +156,7 @@ class ScmRoutes:
         return _json(_shape(pr))
 
     async def merge_pr(self, request: Request) -> Response:
-        from engine.api._app import _body, _json
-
-        body = await _body(request, MergeBody)
+        body = await _body(request, LocalMergeBody)
         repo, pr_id = self._repo(request), self._pr_id(request)
         call = self._local().merge(repo, pr_id, strategy=body.strategy, message=body.message)
         pr = await self._scm_call(call)
@@ -201,8 +164,6 @@ class ScmRoutes:
         return _json(_shape(pr))
 
     async def decline_pr(self, request: Request) -> Response:
-        from engine.api._app import _json
-
         repo, pr_id = self._repo(request), self._pr_id(request)
         pr = await self._scm_call(self._local().decline(repo, pr_id))
         await self._tell_job(repo, pr_id, PR_DECLINED, "declined", state="DECLINED")
@@ -232,7 +193,6 @@ class ScmRoutes:
 
 def _known_slug(repo: str) -> str:
     """``repo`` if it can name a local repository; otherwise no such repository (404)."""
-    from engine.api._app import ApiError
     from engine.scm._bare import valid_slug
 
     if not valid_slug(repo):

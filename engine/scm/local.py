@@ -261,14 +261,25 @@ class LocalScmPlugin:
         *,
         path: str | None = None,
         line: int | None = None,
+        author: str | None = None,
     ) -> PrComment:
-        """Comment on the pull request; ``path`` and ``line`` make it an inline comment."""
-        return await self._comment(repo, pr_id, body, parent_id=None, path=path, line=line)
+        """Comment on the pull request; ``path`` and ``line`` make it an inline comment.
+        ``author`` defaults to the plugin's user (the agent); ``coro pr`` passes the
+        developer."""
+        return await self._comment(
+            repo, pr_id, body, parent_id=None, path=path, line=line, author=author
+        )
 
     async def reply_to_comment(
-        self, repo: str, pr_id: int | str, parent_id: int | str, body: str
+        self,
+        repo: str,
+        pr_id: int | str,
+        parent_id: int | str,
+        body: str,
+        *,
+        author: str | None = None,
     ) -> PrComment:
-        return await self._comment(repo, pr_id, body, parent_id=parent_id)
+        return await self._comment(repo, pr_id, body, parent_id=parent_id, author=author)
 
     async def _comment(
         self,
@@ -279,6 +290,7 @@ class LocalScmPlugin:
         parent_id: int | str | None,
         path: str | None = None,
         line: int | None = None,
+        author: str | None = None,
     ) -> PrComment:
         if not body.strip():
             raise ScmError("a comment needs some text")
@@ -294,7 +306,7 @@ class LocalScmPlugin:
                 anchor = replied.path, replied.line
             comment = LocalPrComment(
                 id=pr.next_comment_id(),
-                author=self.user,
+                author=(author or "").strip() or self.user,
                 body=body,
                 parent_id=parent,
                 path=anchor[0],

@@ -10,8 +10,9 @@ git credential helper, which answers git from the config.
 from __future__ import annotations
 
 import sys
+from collections.abc import Awaitable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from pydantic import Field
 
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 __all__ = ["TOOLS", "credential_helper_command"]
 
 PrId = int | str
+T = TypeVar("T")
 
 
 def credential_helper_command() -> str:
@@ -125,8 +127,12 @@ async def _guard(
     raise ToolError(f"guardrail {decision.rule_id} refused {tool}: {decision.reason}")
 
 
-def _scm_call(message: str) -> ToolError:
-    return ToolError(message)
+async def _ask(call: Awaitable[T]) -> T:
+    """The SCM's answer; a refusal or failure becomes the tool's error, which the model reads."""
+    try:
+        return await call
+    except ScmError as exc:
+        raise ToolError(exc.message) from None
 
 
 # -- clone ----------------------------------------------------------------------------------------
@@ -145,7 +151,7 @@ async def scm_clone_repo(ctx: ToolContext, args: _RepoArgs) -> ToolResult:
             if not current.stdout.strip():
                 await run_git("config", key, value, cwd=dest)
     except ScmError as exc:
-        raise _scm_call(exc.message) from None
+        raise ToolError(exc.message) from None
     job = ctx.job
     job.params["repoCheckoutDir"] = dest.name
     job.params["repoCheckoutAbsDir"] = str(dest)
@@ -163,10 +169,7 @@ async def scm_clone_repo(ctx: ToolContext, args: _RepoArgs) -> ToolResult:
 
 async def scm_get_clone_info(ctx: ToolContext, args: _RepoArgs) -> ToolResult:
     plugin = await _plugin(ctx, args.plugin_id, args.repo)
-    try:
-        info = await plugin.clone_info(args.repo)
-    except ScmError as exc:
-        raise _scm_call(exc.message) from None
+    info = await _ask(plugin.clone_info(args.repo))
     return {
         "pluginId": plugin.id,
         "repo": args.repo,
@@ -212,8 +215,8 @@ async def scm_create_pr(ctx: ToolContext, args: CreatePrArgs) -> ToolResult:
         configured = ctx.job.params.get("reviewers") or []
         reviewers = [configured] if isinstance(configured, str) else list(configured)
     source = f"{args.source_owner}:{args.source_branch}" if args.source_owner else None
-    try:
-        pr = await plugin.create_pr(
+    pr = await _ask(
+        plugin.create_pr(
             args.repo,
             title=args.title,
             description=args.description or "",
@@ -221,15 +224,13 @@ async def scm_create_pr(ctx: ToolContext, args: CreatePrArgs) -> ToolResult:
             target_branch=args.target_branch,
             reviewers=tuple(str(r) for r in reviewers),
         )
-    except ScmError as exc:
-        raise _scm_call(exc.message) from None
+    )
     job = ctx.job
-    mapping = PrMapping(pr_id=pr.id, work_item=job.current_work_item or ctx.phase.name,
-                        repo_slug=args.repo, plugin_id=plugin.id, url=pr.url)  # fmt: skip
-    if job.pr_mapping(pr.id) is None:
-        from state._common import upsert_pr_mapping
-
-        upsert_pr_mapping(job, mapping)
+    if job.pr_mapping(pr.id) is None:  # a second call returns the same PR: already recorded
+        job.pr_mappings.append(
+            PrMapping(pr_id=pr.id, work_item=job.current_work_item or ctx.phase.name,
+                      repo_slug=args.repo, plugin_id=plugin.id, url=pr.url)
+        )  # fmt: skip
         await ctx.save(durable=True)
     ref = ExternalRef(kind="pull_request", plugin_id=plugin.id, repo_key=args.repo.lower(),
                       external_id=str(pr.id), url=pr.url)  # fmt: skip
@@ -240,10 +241,7 @@ async def scm_create_pr(ctx: ToolContext, args: CreatePrArgs) -> ToolResult:
 
 async def scm_get_pr_status(ctx: ToolContext, args: _PrArgs) -> ToolResult:
     plugin = await _plugin(ctx, args.plugin_id, args.repo)
-    try:
-        status = await plugin.pr_status(args.repo, args.pr_id)
-    except ScmError as exc:
-        raise _scm_call(exc.message) from None
+    status = await _ask(plugin.pr_status(args.repo, args.pr_id))
     return _status_data(status, plugin)
 
 
@@ -262,10 +260,7 @@ def _status_data(status: PrStatus, plugin: ScmPlugin) -> dict[str, Any]:
 
 async def scm_list_pr_comments(ctx: ToolContext, args: _PrArgs) -> ToolResult:
     plugin = await _plugin(ctx, args.plugin_id, args.repo)
-    try:
-        comments = await plugin.list_comments(args.repo, args.pr_id)
-    except ScmError as exc:
-        raise _scm_call(exc.message) from None
+    comments = await _ask(plugin.list_comments(args.repo, args.pr_id))
     return {
         "comments": [
             {k: v for k, v in {
@@ -285,10 +280,7 @@ class CommentArgs(_PrArgs):
 
 async def scm_post_pr_comment(ctx: ToolContext, args: CommentArgs) -> ToolResult:
     plugin = await _plugin(ctx, args.plugin_id, args.repo)
-    try:
-        comment = await plugin.post_comment(args.repo, args.pr_id, args.body)
-    except ScmError as exc:
-        raise _scm_call(exc.message) from None
+    comment = await _ask(plugin.post_comment(args.repo, args.pr_id, args.body))
     return {"pluginId": plugin.id, "commentId": comment.id, "url": comment.url}
 
 
@@ -299,12 +291,9 @@ class ReplyArgs(_PrArgs):
 
 async def scm_reply_to_comment(ctx: ToolContext, args: ReplyArgs) -> ToolResult:
     plugin = await _plugin(ctx, args.plugin_id, args.repo)
-    try:
-        comment = await plugin.reply_to_comment(
-            args.repo, args.pr_id, args.parent_comment_id, args.body
-        )
-    except ScmError as exc:
-        raise _scm_call(exc.message) from None
+    comment = await _ask(
+        plugin.reply_to_comment(args.repo, args.pr_id, args.parent_comment_id, args.body)
+    )
     return {"pluginId": plugin.id, "commentId": comment.id, "parentId": comment.parent_id,
             "url": comment.url}  # fmt: skip
 
@@ -315,10 +304,7 @@ class ReviewersArgs(_PrArgs):
 
 async def scm_add_pr_reviewers(ctx: ToolContext, args: ReviewersArgs) -> ToolResult:
     plugin = await _plugin(ctx, args.plugin_id, args.repo)
-    try:
-        pr = await plugin.add_reviewers(args.repo, args.pr_id, tuple(args.reviewers))
-    except ScmError as exc:
-        raise _scm_call(exc.message) from None
+    pr = await _ask(plugin.add_reviewers(args.repo, args.pr_id, tuple(args.reviewers)))
     return _pr_data(pr, plugin)
 
 
@@ -331,17 +317,11 @@ class MergeArgs(_PrArgs):
 
 async def scm_merge_pr(ctx: ToolContext, args: MergeArgs) -> ToolResult:
     plugin = await _plugin(ctx, args.plugin_id, args.repo)
-    try:
-        status = await plugin.pr_status(args.repo, args.pr_id)
-    except ScmError as exc:
-        raise _scm_call(exc.message) from None
+    status = await _ask(plugin.pr_status(args.repo, args.pr_id))
     await _guard(ctx, "scm.merge_pr", "scm_merge_pr", args, pr_status=status)
-    try:
-        pr = await plugin.merge(
-            args.repo, args.pr_id, strategy=args.strategy or "merge", message=args.message
-        )
-    except ScmError as exc:
-        raise _scm_call(exc.message) from None
+    pr = await _ask(
+        plugin.merge(args.repo, args.pr_id, strategy=args.strategy or "merge", message=args.message)
+    )
     mapping = ctx.job.pr_mapping(pr.id)
     if mapping is not None and mapping.merged_at is None:
         mapping.merged_at = pr.merged_at or utcnow()
@@ -357,10 +337,7 @@ class ResolveUserArgs(_ScmArgs):
 
 async def scm_resolve_user(ctx: ToolContext, args: ResolveUserArgs) -> ToolResult:
     plugin = await _plugin(ctx, args.plugin_id, args.repo)
-    try:
-        user = await plugin.resolve_user(args.query, repo=args.repo)
-    except ScmError as exc:
-        raise _scm_call(exc.message) from None
+    user = await _ask(plugin.resolve_user(args.query, repo=args.repo))
     if user is None:
         return {"found": False, "query": args.query}
     return {"found": True, "id": user.id, "username": user.username,
