@@ -94,7 +94,7 @@ class ScmRoutes:
     @staticmethod
     def _pr_id(request: Request) -> int:
         raw = request.path_params["pr_id"]
-        if not raw.isascii() or not raw.isdigit():
+        if not raw.isascii() or not raw.isdigit() or len(raw) > 18:  # as documented
             raise ApiError(422, f"pr_id: {raw!r} is not a pull request number", field="pr_id")
         return int(raw)
 
