@@ -41,7 +41,10 @@ class ResumeBody(RequestBody):
 class MessageBody(RequestBody):
     """``POST /jobs/{id}/message``."""
 
-    text: str = Field(min_length=1, description="The developer's message.")
+    # The route refuses blank text with its own message; the document says so with a pattern.
+    text: str = Field(
+        min_length=1, description="The developer's message.", json_schema_extra={"pattern": r"\S"}
+    )
     mode: Literal["queue", "steer", "urgent"] = Field(
         "steer",
         description="When a running phase sees it: queue (end of turn), steer (next tool "
