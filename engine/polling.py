@@ -36,7 +36,7 @@ from engine.scm import (
     ScmError,
     awaited_matches,
 )
-from state import ExternalRef, InboundEvent
+from state import ExternalRef, InboundEvent, JobStatus
 
 if TYPE_CHECKING:
     from engine.inbound import InboundRouter
@@ -49,6 +49,9 @@ __all__ = ["FAILURES_BEFORE_NOT_FOUND", "PrPoller", "poll_dedupe_key"]
 log = logging.getLogger(__name__)
 
 FAILURES_BEFORE_NOT_FOUND = 5
+#: Only parked jobs wait on their pull requests; the store filters, so a poll does not load
+#: every job (with its conversation) each interval.
+_PARKED = [status.value for status in JobStatus if status.is_parked]
 
 
 def poll_dedupe_key(plugin_id: str, repo: str, pr_id: int | str, what: str) -> str:
@@ -122,9 +125,7 @@ class PrPoller:
         """Poll every parked job's open pull requests once; returns the events found."""
         async with self._lock:
             found = 0
-            for job in await self._store.list_jobs():
-                if not job.status.is_parked:
-                    continue
+            for job in await self._store.list_jobs(status=_PARKED):
                 for mapping in job.pr_mappings:
                     if mapping.merged_at is None:
                         found += await self._poll_pr(job, mapping)
