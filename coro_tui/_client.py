@@ -185,13 +185,7 @@ class RunnerClient:
             "start one with `coro start --headless`, or point at it with --url / CORO_URL"
         )
 
-    def request(self, method: str, path: str, body: Any = None, **params: Any) -> Any:
-        """One API call; the decoded JSON answer.
-
-        Raises:
-            RunnerUnreachable: nothing answers, or the answer is not the runner's.
-            ApiRefused: the runner refused (4xx/5xx) with its message.
-        """
+    def _send(self, method: str, path: str, body: Any, params: dict[str, Any]) -> httpx2.Response:
         query = {k: v for k, v in params.items() if v is not None}
         try:
             if method in ("POST", "PUT", "PATCH"):
@@ -209,6 +203,16 @@ class RunnerClient:
             )
         if response.status_code >= 400:
             raise _error_of(response)
+        return response
+
+    def request(self, method: str, path: str, body: Any = None, **params: Any) -> Any:
+        """One API call; the decoded JSON answer.
+
+        Raises:
+            RunnerUnreachable: nothing answers, or the answer is not the runner's.
+            ApiRefused: the runner refused (4xx/5xx) with its message.
+        """
+        response = self._send(method, path, body, params)
         try:
             return response.json()
         except ValueError:
@@ -217,15 +221,8 @@ class RunnerClient:
             ) from None
 
     def text(self, path: str, **params: Any) -> str:
-        """A GET whose answer is text (a diff)."""
-        query = {k: v for k, v in params.items() if v is not None}
-        try:
-            response = self._http.get(path, params=query)
-        except httpx2.TransportError as exc:
-            raise self._unreachable(exc) from None
-        if response.status_code >= 400:
-            raise _error_of(response)
-        return response.text
+        """A GET whose answer is text (a diff); fails like :meth:`request`."""
+        return self._send("GET", path, None, params).text
 
     def get(self, path: str, **params: Any) -> Any:
         return self.request("GET", path, **params)
