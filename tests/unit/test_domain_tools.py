@@ -660,3 +660,15 @@ async def test_list_proposals_filters_and_limits(ctx: ToolContext) -> None:
     limited = await call(ctx, "list_proposals", limit=1)
     assert limited["total"] == 3 and len(limited["proposals"]) == 1
     assert "argument 'limit'" in await refused(ctx, "list_proposals", limit=0)
+
+
+def test_the_in_process_server_skips_the_sdk_tracing_span() -> None:
+    """coro installs no tracer; the span the SDK wraps every call in would be pure overhead.
+    If the SDK renames its middleware this fails instead of quietly paying for it again."""
+    from engine.tools.mcp_bridge import _new_server
+
+    names = [type(m).__name__ for m in _new_server([]).middleware]
+    assert names and "OpenTelemetryMiddleware" not in names
+    from mcp.server.lowlevel import Server
+
+    assert "OpenTelemetryMiddleware" in [type(m).__name__ for m in Server("probe").middleware]
