@@ -121,8 +121,8 @@ class WorkspaceLayout:
             lines.append(
                 f"- Repository checkout: `{self.repo_dir}`"
                 + (f" (`{relative}` under the job root)" if relative else "")
-                + ". Run git, build and test commands from this tree: "
-                + f"`cd {relative or self.repo_dir} && …`."
+                + ". `Bash` commands and relative paths start in this tree; write job documents (spec, plan, evaluations) in the job root "
+                + f"by absolute path, such as `{self.job_dir / 'feature-spec.md'}`."
             )
         lines.append(
             f"- Intelligence overlay: `{self.intelligence_dir}` — the workflows, agents, skills "

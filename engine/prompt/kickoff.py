@@ -193,6 +193,6 @@ def _workspace_reminder(job: Job) -> str | None:
     where = "" if os.path.isabs(checkout) else " (under the job root)"
     return (
         "## Workspace\n"
-        f"Repository checkout: `{checkout}`{where}. Run git, build and test commands from it: "
-        f"`cd {checkout} && …`."
+        f"Repository checkout: `{checkout}`{where}. `Bash` commands and relative paths start "
+        "in it; job documents (spec, plan, evaluations) belong in the job root, by absolute path."
     )

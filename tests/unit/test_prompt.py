@@ -338,7 +338,7 @@ def test_workspace_layout_shows_job_root_checkout_and_overlay(overlay: Path) -> 
     assert "Repository checkout: none yet" in fresh
     assert "mcp__coro__scm_clone_repo" in fresh
     assert f"Repository checkout: `{job_dir / 'svc'}` (`svc` under the job root)" in cloned
-    assert "`cd svc && …`" in cloned
+    assert "`Bash` commands and relative paths start in this tree" in cloned
     assert "## Workspace layout" not in build(make_job(), overlay)
 
 
@@ -466,7 +466,8 @@ def test_approval_block_follows_approved_advance_from_phase() -> None:
 
 
 def test_kickoff_reminds_where_the_checkout_is() -> None:
-    assert "`cd svc && …`" in kickoff(make_job(params={"repoCheckoutDir": "svc"}))
+    reminder = kickoff(make_job(params={"repoCheckoutDir": "svc"}))
+    assert "`svc` (under the job root). `Bash` commands and relative paths start in it" in reminder
     assert "## Workspace" not in kickoff(make_job())
 
 
