@@ -121,8 +121,9 @@ class WorkspaceLayout:
             lines.append(
                 f"- Repository checkout: `{self.repo_dir}`"
                 + (f" (`{relative}` under the job root)" if relative else "")
-                + ". `Bash` commands and relative paths start in this tree; write job documents (spec, plan, evaluations) in the job root "
-                + f"by absolute path, such as `{self.job_dir / 'feature-spec.md'}`."
+                + ". `Bash` commands and relative paths start in this tree; write job "
+                + "documents (spec, plan, evaluations) in the job root by absolute path, "
+                + f"such as `{self.job_dir / 'feature-spec.md'}`."
             )
         lines.append(
             f"- Intelligence overlay: `{self.intelligence_dir}` — the workflows, agents, skills "
