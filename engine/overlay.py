@@ -23,6 +23,7 @@ from engine.intelligence import (
     ResolveResult,
     TenantGitLoader,
     base_layer,
+    redact_url,
     repo_layer,
     tenant_dir_layer,
 )
@@ -80,27 +81,56 @@ class OverlayManager:
         return self.paths.job_dir(job_id) / INTELLIGENCE_DIR
 
     async def layers(self, job: Job) -> list[Layer]:
-        layers = [base_layer()]
-        tenant = await self._tenant_layer()
-        if tenant is not None:
-            layers.append(tenant)
+        """The job's layer stack, lowest first; the repository layer once it has a checkout."""
         checkout = job.params.get("repoCheckoutAbsDir")
         if isinstance(checkout, str) and checkout:
             slug = str(job.params.get("repoSlug") or Path(checkout).name)
-            safe = "".join(c if c.isalnum() or c in "-_./" else "-" for c in slug)
-            layers.append(repo_layer(safe, Path(checkout)))
+            return await self.layers_for(Path(checkout), slug)
+        return await self.layers_for(None)
+
+    async def layers_for(
+        self,
+        checkout: Path | None,
+        slug: str | None = None,
+        *,
+        on_remote: Callable[[str], None] | None = None,
+    ) -> list[Layer]:
+        """The layer stack a job would get, lowest first: base, tenant, then ``checkout/.coro``.
+
+        Args:
+            checkout: a repository checkout whose ``.coro/`` is the top layer; ``None`` for none.
+            slug: names the repository layer (``repo:<slug>``); the checkout's folder name when
+                ``None``. Characters a layer name cannot hold become ``-``.
+            on_remote: called with the remote's URL (credentials removed) before a tenant layer
+                kept in git is cloned or refreshed, which can take a while.
+
+        Raises:
+            IntelligenceError: the tenant layer's remote cannot be cloned, or its id is invalid.
+        """
+        layers = [base_layer()]
+        tenant = await self._tenant_layer(on_remote)
+        if tenant is not None:
+            layers.append(tenant)
+        if checkout is not None:
+            name = slug or checkout.name
+            safe = "".join(c if c.isalnum() or c in "-_./" else "-" for c in name)
+            layers.append(repo_layer(safe, checkout))
         return layers
 
-    async def _tenant_layer(self) -> Layer | None:
+    async def _tenant_layer(self, on_remote: Callable[[str], None] | None = None) -> Layer | None:
         overlay = self.config.tenant.overlay
         if overlay.kind == "localDir":
             return tenant_dir_layer(self.tenant_id, Path(overlay.path).expanduser())
         if overlay.kind == "gitRemote":
+            if on_remote is not None:
+                on_remote(redact_url(overlay.url))
             return await self._git.load(self.tenant_id, overlay.url, overlay.ref)
         if overlay.kind == "cloudBlob":
             log.warning("tenant overlay kind cloudBlob is not supported yet; skipping it")
             return None
         if self.config.intelligence.git_remote:
+            if on_remote is not None:
+                on_remote(redact_url(self.config.intelligence.git_remote))
             return await self._git.load(self.tenant_id, self.config.intelligence.git_remote)
         if self.paths.intelligence_dir.is_dir():
             return tenant_dir_layer(self.tenant_id, self.paths.intelligence_dir)
