@@ -4,14 +4,19 @@ The layers are the packaged base layer, the tenant layer (``tenant.overlay`` in 
 ``intelligence.gitRemote``, else the ``intelligence/`` directory when it exists) and the
 repository layer (``<checkout>/.coro`` once the job has cloned its repository). Workflow paths
 such as ``workflows/job/workflow.md`` are resolved inside the job's materialised overlay.
+
+:func:`explain_overlay` and :meth:`OverlayManager.workflows_in` say what a stack of layers would
+give a job without materialising anything; ``coro intelligence show`` and ``coro workflows``
+print them.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -25,17 +30,27 @@ from engine.intelligence import (
     base_layer,
     redact_url,
     repo_layer,
+    scan_layer,
     tenant_dir_layer,
 )
+from engine.intelligence._merge import plan
 from engine.paths import CoroPaths
 from engine.workflow import BUILTIN_TOOL_NAMES, Workflow, load_workflow, parse_workflow
 from state import Job
 
-__all__ = ["OverlayManager", "WorkflowInfo", "tenant_id_for"]
+__all__ = [
+    "OverlayEntry",
+    "OverlayManager",
+    "WorkflowInfo",
+    "WorkflowListing",
+    "explain_overlay",
+    "tenant_id_for",
+]
 
 log = logging.getLogger(__name__)
 
 INTELLIGENCE_DIR = "_intelligence"
+_WORKFLOW_FILE = re.compile(r"workflows/[^/]+/workflow\.md")
 
 
 def tenant_id_for(config: LocalConfig) -> str:
@@ -51,6 +66,56 @@ class WorkflowInfo:
     description: str
     kind: str
     phases: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowListing:
+    """A workflow a job would see: the layer that supplies it, and what it is or why it fails.
+
+    Exactly one of ``info`` and ``error`` is set.
+    """
+
+    path: str
+    layer: str
+    info: WorkflowInfo | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OverlayEntry:
+    """One path of a resolved overlay and the layers behind it.
+
+    Attributes:
+        path: the POSIX path inside the overlay (``agents/build.md``).
+        appended: whether the layers' copies are concatenated (``.claude/CLAUDE.md``,
+            ``memory/**/*.md``) rather than the top one winning.
+        layers: the layers whose copies make the file, lowest first; one for a last-wins file.
+        overrides: lower layers whose copy of a last-wins file the winner replaces.
+    """
+
+    path: str
+    appended: bool
+    layers: tuple[str, ...]
+    overrides: tuple[str, ...] = ()
+
+
+def explain_overlay(layers: Sequence[Layer]) -> list[OverlayEntry]:
+    """Which layers make each path of the overlay ``layers`` (lowest first) would give a job.
+
+    Nothing is read or written: the layers are only scanned.
+
+    Raises:
+        LayerEscapeError: a layer has a symlink that leads out of it.
+        IntelligenceError: a layer cannot be read, or two layers share a name.
+    """
+    scanned = [set(scan_layer(layer)) for layer in layers]
+    entries = []
+    for relpath, target in sorted(plan(layers).items()):
+        names = tuple(source.layer for source in target.sources)
+        below = () if target.appended else range(target.top)
+        overrides = tuple(layers[i].name for i in below if relpath in scanned[i])
+        entries.append(OverlayEntry(relpath, target.appended, names, overrides))
+    return entries
 
 
 class OverlayManager:
@@ -202,15 +267,40 @@ class OverlayManager:
         for file in sorted(root.glob("workflows/*/workflow.md")):
             rel = file.relative_to(root).as_posix()
             try:
-                wf = load_workflow(
-                    file,
-                    path=rel,
-                    known_tools=self._known,
-                    tier_aliases=tuple(self.config.llm.aliases),
-                )
+                found.append(self._workflow_info(file, rel))
             except WorkflowError as exc:
                 log.warning("skipping %s: %s", rel, exc.message)
-                continue
-            found.append(WorkflowInfo(rel, wf.display_name, wf.description, wf.kind,
-                                      wf.phase_names))  # fmt: skip
         return found
+
+    def workflows_in(self, layers: Sequence[Layer]) -> list[WorkflowListing]:
+        """Every ``workflows/*/workflow.md`` a job on ``layers`` would see, by path.
+
+        Each comes from the highest layer that has it. A file that does not parse is listed
+        with its error, checked as a job would check it (tools, MCP servers, model tiers).
+
+        Raises:
+            LayerEscapeError: a layer has a symlink that leads out of it.
+            IntelligenceError: a layer cannot be read, or two layers share a name.
+        """
+        found = []
+        for relpath, target in sorted(plan(layers).items()):
+            if target.appended or not _WORKFLOW_FILE.fullmatch(relpath):
+                continue
+            source = target.sources[0]
+            try:
+                info = self._workflow_info(Path(source.file.path), relpath)
+            except WorkflowError as exc:
+                found.append(WorkflowListing(relpath, source.layer, error=exc.message))
+            else:
+                found.append(WorkflowListing(relpath, source.layer, info=info))
+        return found
+
+    def _workflow_info(self, file: Path, relpath: str) -> WorkflowInfo:
+        wf = load_workflow(
+            file,
+            path=relpath,
+            known_tools=self._known,
+            known_servers=tuple(self.config.mcp_servers),
+            tier_aliases=tuple(self.config.llm.aliases),
+        )
+        return WorkflowInfo(relpath, wf.display_name, wf.description, wf.kind, wf.phase_names)
