@@ -5,9 +5,10 @@ the engine behind its HTTP API; the job commands (``job``, ``jobs``, ``status``,
 ``message``, ``pause``, ``resume``, ``cancel``, ``approve``, ``runner status``) talk to that
 runner through the API, with the token from ``$CORO_HOME/runner.token``.
 
-The commands live by area in ``_cli_runner`` (the runner and this machine), ``_cli_jobs`` and
-``_cli_pr``, and share ``_cli_common``; this module registers them, in the order ``coro
---help`` lists them.
+The commands live by area in ``_cli_runner`` (the runner and this machine), ``_cli_jobs``,
+``_cli_pr`` and ``_cli_intel`` (``workflows`` and ``intelligence show``, read from
+``CORO_HOME`` without a runner), and share ``_cli_common``; this module registers them, in the
+order ``coro --help`` lists them.
 
 Exit codes a script can rely on: 0 done, 1 the job failed, escalated or was cancelled (or the
 runner refused the action), 2 usage, 3 the runner cannot be reached. Subcommands import only
@@ -22,6 +23,7 @@ from typing import Annotated
 import typer
 
 from coro_tui._cli_common import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, JsonFlag
+from coro_tui._cli_intel import intelligence_app, workflows
 from coro_tui._cli_jobs import (
     DEFAULT_WORKFLOW,
     JobId,
@@ -63,6 +65,7 @@ __all__ = [
     "doctor",
     "git_credential",
     "init",
+    "intelligence_app",
     "job",
     "list_jobs",
     "logs",
@@ -76,6 +79,7 @@ __all__ = [
     "runner_status",
     "start",
     "status",
+    "workflows",
 ]
 
 app = typer.Typer(
@@ -128,7 +132,7 @@ def main_callback(
         raise typer.Exit(EXIT_USAGE)
 
 
-# `coro --help` lists the commands in this order, then the groups (runner, pr).
+# `coro --help` lists the commands in this order, then the groups (runner, pr, intelligence).
 app.command()(start)
 app.command()(init)
 app.command()(job)
@@ -141,11 +145,13 @@ app.command()(resume)
 app.command()(cancel)
 app.command()(approve)
 app.command("git-credential", hidden=True)(git_credential)
+app.command()(workflows)
 app.command()(doctor)
 app.command()(demo)
 app.command("model-server")(model_server)
 app.add_typer(runner_app)
 app.add_typer(pr_app)
+app.add_typer(intelligence_app)
 
 
 def main() -> None:
