@@ -39,7 +39,7 @@ from engine.config import (
     unredact,
 )
 from engine.errors import CoroError, WorkflowError
-from engine.intelligence import base_layer
+from engine.intelligence import Layer, base_layer, tenant_dir_layer
 from engine.runtime import ActionRefused
 from state import (
     DuplicateJobError,
@@ -259,15 +259,20 @@ class _Routes:
         body["streamUrl"] = f"/jobs/{job.id}/stream"
         return _json(body, 201)
 
+    def _workflow_layers(self) -> list[Layer]:
+        """Layers that can hold workflows before a job starts, lowest first (no git fetch)."""
+        layers = [base_layer()]
+        overlay = self.engine.config.tenant.overlay
+        tenant_id = self.engine.overlays.tenant_id
+        if overlay.kind == "localDir":
+            layers.append(tenant_dir_layer(tenant_id, Path(overlay.path)))
+        elif self.engine.paths.intelligence_dir.is_dir():
+            layers.append(tenant_dir_layer(tenant_id, self.engine.paths.intelligence_dir))
+        return layers
+
     def _workflow_roots(self) -> list[Path]:
         """Overlay roots that can hold workflows, lowest layer first."""
-        roots = [base_layer().root]
-        overlay = self.engine.config.tenant.overlay
-        if overlay.kind == "localDir":
-            roots.append(Path(overlay.path).expanduser())
-        elif self.engine.paths.intelligence_dir.is_dir():
-            roots.append(self.engine.paths.intelligence_dir)
-        return roots
+        return [layer.root for layer in self._workflow_layers()]
 
     def _remote_tenant(self) -> bool:
         config = self.engine.config
@@ -470,14 +475,15 @@ class _Routes:
     # -- workflows and config -------------------------------------------------------------------
     async def workflows(self, request: Request) -> Response:
         found: dict[str, dict[str, Any]] = {}
-        for root in self._workflow_roots():
-            for info in await asyncio.to_thread(self.engine.overlays.list_workflows, root):
+        for layer in self._workflow_layers():
+            for info in await asyncio.to_thread(self.engine.overlays.list_workflows, layer.root):
                 found[info.path] = {
                     "path": info.path,
                     "displayName": info.display_name,
                     "description": info.description,
                     "kind": info.kind,
                     "phases": list(info.phases),
+                    "layer": layer.name,
                 }
         return _json({"workflows": sorted(found.values(), key=lambda w: w["path"])})
 

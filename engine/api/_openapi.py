@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, get_args
 
 from pydantic import BaseModel
 
@@ -19,6 +19,7 @@ from engine.api._schemas import (
     ReasonBody,
     ResumeBody,
 )
+from engine.workflow import WorkflowKind
 from state import Job, JobInput
 
 __all__ = ["openapi_document"]
@@ -294,7 +295,20 @@ def openapi_document() -> dict[str, Any]:
                 params=job_ops,
             )
         },
-        "/workflows": {"get": _op("Workflows of the base and tenant layers", _ok(obj))},
+        "/workflows": {
+            "get": _op(
+                "Workflows of the base and tenant layers, and which layer supplies each",
+                _ok(
+                    {
+                        "type": "object",
+                        "required": ["workflows"],
+                        "properties": {
+                            "workflows": {"type": "array", "items": _ref("WorkflowSummary")}
+                        },
+                    }
+                ),
+            )
+        },
         "/config": {
             "get": _op("The config, secrets masked", _ok(obj)),
             "put": {
@@ -339,6 +353,22 @@ def openapi_document() -> dict[str, Any]:
             )
         },
         **_local_scm_paths(obj),
+    }
+    schemas["WorkflowSummary"] = {
+        "type": "object",
+        "required": ["path", "displayName", "description", "kind", "phases", "layer"],
+        "properties": {
+            "path": {"type": "string", "examples": ["workflows/job/workflow.md"]},
+            "displayName": {"type": "string"},
+            "description": {"type": "string"},
+            "kind": {"enum": list(get_args(WorkflowKind))},
+            "phases": {"type": "array", "items": {"type": "string"}},
+            "layer": {
+                "type": "string",
+                "description": "The layer that supplies the file: base or tenant:<id>.",
+                "examples": ["base", "tenant:solo-laptop"],
+            },
+        },
     }
     schemas["Config"] = {"type": "object", "description": "LocalConfig as camelCase JSON."}
     schemas["WebhookPayload"] = {"description": "The hosting service's event payload."}

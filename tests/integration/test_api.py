@@ -17,6 +17,7 @@ import pytest
 
 from engine.api import ApiServer, ensure_token, read_token
 from engine.config import MASK, load_config
+from engine.intelligence import base_layer
 from engine.runtime import Engine
 from state import Artifact, JobStatus
 from tests.support.engine import ScriptedExecutor, write_config, write_intelligence
@@ -332,6 +333,19 @@ async def test_workflows_lists_the_layers_workflows(api: Api) -> None:
     assert WORKFLOW_PATH in paths
     test = next(w for w in body["workflows"] if w["path"] == WORKFLOW_PATH)
     assert test["phases"] == ["spec", "build", "review"]
+    assert test["layer"] == f"tenant:{api.engine.overlays.tenant_id}"
+
+
+async def test_workflows_name_the_layer_that_supplies_each(api: Api, coro_home: Path) -> None:
+    tenant_root = coro_home / "intelligence"
+    body = (await api.client.get("/workflows")).json()
+    for workflow in body["workflows"]:
+        in_tenant = (tenant_root / workflow["path"]).is_file()
+        assert workflow["layer"] == (
+            f"tenant:{api.engine.overlays.tenant_id}" if in_tenant else "base"
+        ), workflow
+        if not in_tenant:
+            assert (base_layer().root / workflow["path"]).is_file()
 
 
 async def test_config_is_redacted_and_a_put_keeps_masked_secrets(api: Api, coro_home: Path) -> None:
