@@ -299,7 +299,12 @@ class ChatResult:
 
 @runtime_checkable
 class PhaseExecutor(Protocol):
-    """Runs one phase on some LLM provider with its own tool loop."""
+    """Runs one phase on some LLM provider with its own tool loop.
+
+    An executor that loads the overlay's ``.claude/CLAUDE.md`` by itself (as Claude Code does)
+    sets a class attribute ``reads_claude_md = True``; every other executor receives the
+    runtime rules at the top of the system prompt.
+    """
 
     provider_id: str
 

@@ -37,12 +37,15 @@ from engine.prompt import (
     completion_gate_prompt,
     select_kickoff,
 )
+from engine.scm._events import PR_DECLINED
 from state import (
     CheckpointApproval,
     EventKind,
+    ExternalRef,
     Job,
     JobStatus,
     PhaseUsage,
+    PrMapping,
     StateBackend,
     WorkflowPhaseInfo,
     WorkflowSwitch,
@@ -300,10 +303,69 @@ class JobRunner:
         Returns True when the run should stop.
         """
         if job.status.is_parked:
+            keys = await self._take_events(job, phase)
+            if keys and PR_DECLINED in keys and job.open_pr_mappings():
+                open_prs = ", ".join(f"#{p.pr_id}" for p in job.open_pr_mappings())
+                job.escalation_message = f"pull request {open_prs} was declined"
+                await self.set_status(job, JobStatus.FAILED, reason=job.escalation_message)
+                await self.store.flush()
+                return True
+            if keys:
+                return await self._advance(job, workflow, phase)
             job.awaiting_event = job.awaiting_event or "pr:merged"
+            await self._track_named_pr(job, phase)
             await self.store.save_job(job, durable=True)
             return True
         return await self._advance(job, workflow, phase)
+
+    async def _take_events(self, job: Job, phase: PhaseConfig) -> list[str]:
+        """The keys of the events that woke a waiting runner-managed phase (none on its first
+        entry); they are logged and acknowledged, since no agent will read them."""
+        if self.inbound is None:
+            return []
+        items = await self.inbound.claim_for_phase(job.id)
+        if not items:
+            return []
+        from engine.inbound import merged_prs, stamp_merged
+
+        stamp_merged(job, merged_prs(items))
+        keys = list(dict.fromkeys(item.event.event_key for item in items))
+        await self._log(job, f"[events] phase {phase.name} received {', '.join(keys)}")
+        await self.store.ack([item.id for item in items])
+        return keys
+
+    async def _track_named_pr(self, job: Job, phase: PhaseConfig) -> None:
+        """Map the pull request a tracking job names (``params.repo`` and ``params.prId``), so
+        the poller and webhooks find the job; a job that names none waits for the developer."""
+        repo, pr_id = job.params.get("repo"), job.params.get("prId")
+        if not isinstance(repo, str) or not repo or not isinstance(pr_id, int | str):
+            return
+        if job.pr_mapping(pr_id) is not None:
+            return
+        scm = job.params.get("scm")
+        plugin_id = scm if isinstance(scm, str) and scm else None
+        if plugin_id is None and self.scm is not None:
+            plugin_id = self.scm.default_id()
+        job.pr_mappings.append(
+            PrMapping(pr_id=pr_id, work_item=phase.name, repo_slug=repo, plugin_id=plugin_id)
+        )
+        job.awaiting_pr_id = pr_id
+        if plugin_id is not None:
+            ref = ExternalRef(kind="pull_request", plugin_id=plugin_id, repo_key=repo.lower(),
+                              external_id=str(pr_id))  # fmt: skip
+            await self.store.map_external_ref(ref, job.id)
+        await self._log(job, f"[tracking] {repo} #{pr_id} until it is merged or declined")
+
+    def _scm_availability(self, job: Job) -> ScmAvailability:
+        if self.scm is None:
+            return ScmAvailability()
+        asked = job.params.get("scm")
+        requested = asked if isinstance(asked, str) and asked else None
+        resolved, default, installed = self.scm.resolve_for(requested)
+        return ScmAvailability(
+            available=resolved is not None, resolved=resolved or "none", requested=requested,
+            default=default, installed=tuple(installed),
+        )  # fmt: skip
 
     def _record_phases(self, job: Job, workflow: Workflow) -> None:
         job.workflow_phases = [
@@ -335,10 +397,13 @@ class JobRunner:
             workflow,
             phase,
             intelligence_dir=intelligence_dir,
-            scm=ScmAvailability(),
+            scm=self._scm_availability(job),
             tracker=TrackerAvailability(),
             workspace=WorkspaceLayout(job_dir=job_dir, repo_dir=None,
                                       intelligence_dir=intelligence_dir),
+            # An executor that loads CLAUDE.md itself (as Claude Code does) says so; every
+            # other one gets the runtime rules at the top of its system prompt.
+            include_claude_md=not getattr(executor, "reads_claude_md", False),
         )  # fmt: skip
         resumed = bool(job.conversation_history)
         kickoff = select_kickoff(job, workflow, phase, resumed=resumed, now=datetime.now(UTC))

@@ -114,6 +114,16 @@ class ScmRegistry:
             return hosted[0]
         return "local" if "local" in installed else None
 
+    def resolve_for(self, requested: str | None) -> tuple[str | None, str | None, list[str]]:
+        """``(resolved, default, installed)`` for a job that asks for ``requested`` (its
+        ``params.scm``): the requested plugin when installed, else the default when the job
+        asked for none; ``resolved`` is ``None`` when the job's SCM tools reach nothing."""
+        installed = self.installed()
+        default = self.default_id()
+        if requested:
+            return (requested if requested in installed else None), default, installed
+        return default, default, installed
+
     def plugin(self, plugin_id: str) -> ScmPlugin:
         """The plugin with that id.
 
