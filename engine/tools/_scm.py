@@ -21,7 +21,7 @@ from engine.tools._base import DomainTool, ToolArgs, ToolError, ToolResult
 from state import ExternalRef, PrMapping, utcnow
 
 if TYPE_CHECKING:
-    from engine.guardrails import GuardrailPoint
+    from engine.guardrails import DiffStats, GuardrailPoint
     from engine.phase import ToolContext
     from engine.scm import PrStatus, PullRequest, ScmPlugin
 
@@ -97,7 +97,13 @@ def _pr_data(pr: PullRequest, plugin: ScmPlugin) -> dict[str, Any]:
 
 
 async def _guard(
-    ctx: ToolContext, on: GuardrailPoint, tool: str, args: ToolArgs, **facts: Any
+    ctx: ToolContext,
+    on: GuardrailPoint,
+    tool: str,
+    args: ToolArgs,
+    *,
+    diff: DiffStats | None = None,
+    pr_status: PrStatus | None = None,
 ) -> None:
     """Run the guardrails for ``on``; a denial is recorded and refuses the call."""
     from engine.guardrails import GuardrailContext, Guardrails, denial_event, log_line
@@ -105,16 +111,15 @@ async def _guard(
 
     scripts = ctx.guardrails_dir or CoroPaths.from_home().guardrails_dir
     guard = Guardrails(ctx.config.guardrails, scripts)
-    check = GuardrailContext(
-        on=on,
-        tool_name=tool,
-        tool_input=args.model_dump(mode="json", by_alias=True, exclude_none=True),
-        job=ctx.job,
+    check = GuardrailContext.for_job(
+        on,
+        tool,
+        args.model_dump(mode="json", by_alias=True, exclude_none=True),
+        ctx.job,
         phase=ctx.phase.name,
-        workflow_path=ctx.job.workflow_path,
-        lane=ctx.job.params.get("lane"),
         working_dir=ctx.job_dir,
-        **facts,
+        pr_status=pr_status,
+        diff=diff,
     )
     decision = await guard.check(check)
     if decision.allow:
@@ -192,7 +197,7 @@ class CreatePrArgs(_RepoArgs):
     )
 
 
-async def _diff(ctx: ToolContext, args: CreatePrArgs) -> dict[str, int] | None:
+async def _diff(ctx: ToolContext, args: CreatePrArgs) -> DiffStats | None:
     checkout = _checkout(ctx, args.repo)
     if not (checkout / ".git").exists():
         return None
@@ -204,7 +209,9 @@ async def _diff(ctx: ToolContext, args: CreatePrArgs) -> dict[str, int] | None:
         )
     except GitError:
         return None
-    return {"files": files, "added": added, "removed": removed}
+    from engine.guardrails import DiffStats
+
+    return DiffStats(files=files, added=added, removed=removed)
 
 
 async def scm_create_pr(ctx: ToolContext, args: CreatePrArgs) -> ToolResult:

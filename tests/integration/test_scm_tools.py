@@ -132,3 +132,57 @@ async def test_clone_push_open_and_merge_a_pr_with_the_guardrail_in_between(
         assert all(TOKEN not in line for line in lines)
     finally:
         await engine.stop(grace=1)
+
+
+CODING_WORKFLOW = """---
+display_name: Coding only
+phases:
+  - name: coding
+    agent: agents/build.md
+    tier: coding
+---
+# Coding only
+"""
+
+
+async def test_the_diff_size_guardrail_measures_the_branch_during_coding(
+    coro_home: Path, github: FakeGitHub
+) -> None:
+    seen: dict[str, Any] = {}
+
+    async def coding(request: PhaseRequest) -> None:
+        failed, cloned = await call(request, "scm_clone_repo", repo=REPO)
+        checkout = Path(cloned["absDir"])
+        await sh("git", "checkout", "-q", "-b", "feat/big", cwd=checkout)
+        (checkout / "big.py").write_text("".join(f"V{i} = {i}\n" for i in range(600)))
+        await sh("git", "add", ".", cwd=checkout)
+        await sh("git", "commit", "-qm", "A change too big to review", cwd=checkout)
+        await sh("git", "push", "-q", "origin", "feat/big", cwd=checkout)
+        seen["big"] = await call(request, "scm_create_pr", repo=REPO, title="Big",
+                                 description=DESCRIPTION, sourceBranch="feat/big")  # fmt: skip
+        await sh("git", "checkout", "-q", "-b", "feat/small", "origin/main", cwd=checkout)
+        (checkout / "app.py").write_text("VALUE = 3\n")
+        await sh("git", "commit", "-qam", "A small change", cwd=checkout)
+        await sh("git", "push", "-q", "origin", "feat/small", cwd=checkout)
+        seen["small"] = await call(request, "scm_create_pr", repo=REPO, title="Small",
+                                   description=DESCRIPTION, sourceBranch="feat/small")  # fmt: skip
+
+    write_intelligence(coro_home, CODING_WORKFLOW)
+    write_config(coro_home, git={"provider": "github", "token": TOKEN,
+                                 "baseUrl": github.base_url})  # fmt: skip
+    executor = ScriptedExecutor({"coding": [coding]})
+    engine = Engine(coro_home, executors=executor.registry(), watch_config=False, poll_prs=False)
+    await engine.start()
+    try:
+        job = await engine.create_job(
+            JobInput(workflow_path="workflows/test/workflow.md", params={"repo": REPO})
+        )
+        with anyio.fail_after(60):
+            await engine.wait_until(job.id, lambda j: j.status.is_stopped)
+        failed, refused = seen["big"]
+        assert failed and "pr-diff-size" in refused
+        assert "600 changed lines (+600 -0; the limit is 500)" in refused
+        failed, opened = seen["small"]
+        assert not failed, opened
+    finally:
+        await engine.stop(grace=1)
