@@ -151,7 +151,7 @@ async def test_the_diff_size_guardrail_measures_the_branch_during_coding(
     seen: dict[str, Any] = {}
 
     async def coding(request: PhaseRequest) -> None:
-        failed, cloned = await call(request, "scm_clone_repo", repo=REPO)
+        _, cloned = await call(request, "scm_clone_repo", repo=REPO)
         checkout = Path(cloned["absDir"])
         await sh("git", "checkout", "-q", "-b", "feat/big", cwd=checkout)
         (checkout / "big.py").write_text("".join(f"V{i} = {i}\n" for i in range(600)))
