@@ -162,7 +162,9 @@ def _validate(model: type[_Body], data: Any) -> _Body:
     if not isinstance(data, dict):
         raise ApiError(422, "the request body must be a JSON object", field="(body)")
     try:
-        return model.model_validate(data)
+        # Strict JSON validation: what the OpenAPI document promises, no more. Lax mode would
+        # take 0 for a date-time, or "5" for an integer.
+        return model.model_validate_json(json.dumps(data), strict=True)
     except ValidationError as exc:
         error = exc.errors(include_url=False)[0]
         field = ".".join(str(part) for part in error["loc"]) or "(body)"

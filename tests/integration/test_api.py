@@ -204,6 +204,12 @@ async def test_job_errors_name_the_problem(api: Api) -> None:
     assert wrong_type.status_code == 422 and wrong_type.json()["field"] == "interactive"
     not_object = await api.client.post("/jobs", json=[1, 2])
     assert not_object.status_code == 422
+    # a number is no date-time, whatever lax parsing would make of it
+    epoch = await api.client.post(
+        "/jobs", json={"initialInsights": [{"category": "c", "summary": "s", "detail": "d",
+                                            "decidedAt": 0}]},
+    )  # fmt: skip
+    assert epoch.status_code == 422 and epoch.json()["field"] == "initialInsights.0.decidedAt"
     bad_json = await api.client.post(
         "/jobs", content=b"{nope", headers={"Content-Type": "application/json"}
     )
