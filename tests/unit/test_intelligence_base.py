@@ -89,9 +89,9 @@ def unknown_tools(text: str) -> list[str]:
             if name not in DOMAIN_TOOLS:
                 problems.append(f"{name}(...): called like a tool, but no such coro tool")
         word = span.strip()
-        if _SNAKE.fullmatch(word) and word.startswith(TOOLISH_PREFIXES):
-            if word not in DOMAIN_TOOLS:
-                problems.append(f"`{word}`: named like a tool, but no such coro tool")
+        toolish = _SNAKE.fullmatch(word) and word.startswith(TOOLISH_PREFIXES)
+        if toolish and word not in DOMAIN_TOOLS:
+            problems.append(f"`{word}`: named like a tool, but no such coro tool")
         if word in HOST_TOOL_NAMES and word not in BUILTIN_TOOL_NAMES:
             problems.append(f"`{word}`: coro's executor has no such built-in tool")
         problems += wrong_arguments(word)
@@ -199,9 +199,7 @@ def test_every_phase_a_goto_names_and_every_workflow_a_switch_names_exists() -> 
 
 
 # -- tools mentioned anywhere ----------------------------------------------------------------------
-@pytest.mark.parametrize(
-    "file", markdown_files(), ids=lambda p: p.relative_to(LAYER).as_posix()
-)
+@pytest.mark.parametrize("file", markdown_files(), ids=lambda p: p.relative_to(LAYER).as_posix())
 def test_every_tool_a_markdown_file_mentions_exists(file: Path) -> None:
     assert unknown_tools(file.read_text(encoding="utf-8")) == []
 
