@@ -1,0 +1,112 @@
+"""What the TUI needs from a runner, whether the engine runs in this process or elsewhere.
+
+Every screen talks to :class:`EngineClient` only. :class:`~coro_tui.client.LocalClient` wraps
+an :class:`~engine.runtime.Engine` in this process; :class:`~coro_tui.client.RemoteClient`
+speaks the runner's HTTP API (REST + SSE) to a runner elsewhere (``coro attach``). The same
+screens, and the same tests, run on both.
+
+Nothing here imports the engine or ``state`` at run time: the first frame is painted before
+either is loaded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, Protocol
+
+if TYPE_CHECKING:
+    from state import Job, JobEvent, JobInput
+
+__all__ = ["ClientError", "EngineClient", "MessageMode", "RunnerInfo", "WorkflowSummary"]
+
+MessageMode = Literal["queue", "steer", "urgent"]
+
+
+class ClientError(Exception):
+    """The runner refused a request or cannot be reached; ``message`` is for the screen.
+
+    Attributes:
+        status: the HTTP status for a refusal (404, 409, 422 …), ``None`` when unreachable.
+        field: the request field at fault, when the runner names one (for inline errors).
+    """
+
+    def __init__(self, message: str, *, status: int | None = None, field: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.field = field
+
+
+@dataclass(frozen=True, slots=True)
+class RunnerInfo:
+    """Where the TUI's jobs run: ``local`` (this process owns the engine) or ``attached``."""
+
+    mode: Literal["local", "attached"]
+    url: str | None
+    version: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowSummary:
+    """A workflow a new job can run (``GET /workflows``)."""
+
+    path: str
+    display_name: str
+    description: str
+    kind: str
+    phases: tuple[str, ...]
+    layer: str | None = None
+
+
+class EngineClient(Protocol):
+    """The runner as the TUI sees it. Every method may raise :class:`ClientError`."""
+
+    @property
+    def info(self) -> RunnerInfo: ...
+
+    # -- jobs ----------------------------------------------------------------------------------
+    async def list_jobs(self) -> list[Job]:
+        """Every job, newest first."""
+
+    async def get_job(self, job_id: str) -> Job: ...
+
+    async def create_job(self, spec: JobInput) -> Job: ...
+
+    def all_events(self, after: int = 0) -> AsyncIterator[list[JobEvent]]:
+        """Batches of every job's events as they are committed, after ``global_seq`` ``after``
+        (0: only new ones are not guaranteed; pass the last seen ``global_seq`` to resume).
+        The iterator ends only when the client closes."""
+
+    def job_events(self, job_id: str, after: int = 0) -> AsyncIterator[list[JobEvent]]:
+        """Batches of one job's events after ``seq`` ``after``, the backlog first."""
+
+    async def get_log(self, job_id: str, start: int = 0, end: int | None = None) -> list[str]:
+        """Log lines ``start`` (inclusive) to ``end`` (exclusive); negative ``start`` counts
+        from the end (``-5000``: the last 5,000 lines)."""
+
+    async def artifact_content(self, job_id: str, artifact_id: str) -> str:
+        """An artefact's content as text (Markdown artefacts: the Markdown)."""
+
+    # -- actions -------------------------------------------------------------------------------
+    async def approve(self, job_id: str, message: str | None = None) -> Job: ...
+
+    async def cancel(self, job_id: str) -> Job: ...
+
+    async def resume(self, job_id: str, message: str | None = None) -> Job: ...
+
+    async def pause(self, job_id: str) -> Job: ...
+
+    async def send_message(self, job_id: str, text: str, mode: MessageMode = "queue") -> None: ...
+
+    # -- workflows and config ------------------------------------------------------------------
+    async def workflows(self) -> list[WorkflowSummary]: ...
+
+    async def get_config(self) -> dict[str, Any]:
+        """The whole config as camelCase JSON, every secret replaced by the mask."""
+
+    async def put_config(self, config: dict[str, Any]) -> dict[str, Any]:
+        """Validate and save a config sent back with masks in place (``PUT /config``); returns
+        the saved config, redacted. A bad value raises :class:`ClientError` with ``field``."""
+
+    async def aclose(self) -> None: ...
