@@ -73,17 +73,22 @@ class EngineClient(Protocol):
 
     async def create_job(self, spec: JobInput) -> Job: ...
 
+    async def last_global_seq(self) -> int:
+        """The newest ``global_seq``: pass it to :meth:`all_events` to get only new events."""
+
     def all_events(self, after: int = 0) -> AsyncIterator[list[JobEvent]]:
-        """Batches of every job's events as they are committed, after ``global_seq`` ``after``
-        (0: only new ones are not guaranteed; pass the last seen ``global_seq`` to resume).
-        The iterator ends only when the client closes."""
+        """Batches of every job's events after ``global_seq`` ``after``, the backlog first.
+        It goes on (reconnecting when it must) until the task is cancelled or the client
+        closes."""
 
     def job_events(self, job_id: str, after: int = 0) -> AsyncIterator[list[JobEvent]]:
-        """Batches of one job's events after ``seq`` ``after``, the backlog first."""
+        """Batches of one job's events after ``seq`` ``after``, the backlog first. It goes on
+        until the task is cancelled or the client closes, also past the job's end (a resumed
+        job keeps streaming)."""
 
-    async def get_log(self, job_id: str, start: int = 0, end: int | None = None) -> list[str]:
-        """Log lines ``start`` (inclusive) to ``end`` (exclusive); negative ``start`` counts
-        from the end (``-5000``: the last 5,000 lines)."""
+    async def log_tail(self, job_id: str, lines: int) -> tuple[list[str], int]:
+        """The job's last ``lines`` log lines, and the ``seq`` to follow :meth:`job_events`
+        from (a line committed in between may come twice, never not at all)."""
 
     async def artifact_content(self, job_id: str, artifact_id: str) -> str:
         """An artefact's content as text (Markdown artefacts: the Markdown)."""

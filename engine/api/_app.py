@@ -385,16 +385,27 @@ class _Routes:
 
     async def job_log(self, request: Request) -> Response:
         job = await self._job(request)
+        store = self.engine.store
+        if "tail" in request.query_params:
+            # The last lines, and the seq to follow the stream from. The cursor is read first:
+            # a line committed in between shows twice rather than never.
+            tail = _int_param(request, "tail", 0, lo=0, hi=100_000)
+            last = await store.last_seq(job.id)
+            length = await store.log_length(job.id)
+            text = await store.get_log(job.id, max(0, length - tail), length) if tail else []
+            return _json({"lines": [{"line": line} for line in text], "lastSeq": last,
+                          "next": None})  # fmt: skip
         after = _int_param(request, "after", 0, lo=0, hi=2**62)
         limit = _int_param(request, "limit", 1000, lo=1, hi=5000)
-        events = await self.engine.store.read_events(
+        events = await store.read_events(
             job.id, after_seq=after, limit=limit, kinds=(EventKind.LOG,)
         )
         lines = [
             {"seq": e.seq, "at": e.ts.isoformat(), "line": str(e.data.get("line", ""))}
             for e in events
         ]
-        return _json({"lines": lines, "next": events[-1].seq if len(events) == limit else None})
+        nxt = events[-1].seq if len(events) == limit else None
+        return _json({"lines": lines, "lastSeq": await store.last_seq(job.id), "next": nxt})
 
     # -- streams --------------------------------------------------------------------------------
     async def job_events(self, request: Request) -> SseResponse:

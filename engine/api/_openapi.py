@@ -167,17 +167,19 @@ def openapi_document() -> dict[str, Any]:
         "/jobs/{job_id}": {"get": _op("One job", _ok(job_ref), errors=(404,), params=job_ops)},
         "/jobs/{job_id}/log": {
             "get": _op(
-                "The job's log lines after a seq, a page at a time",
+                "The job's log lines after a seq, a page at a time; or, with tail, the last"
+                " lines and the seq to follow the event stream from",
                 _ok(
                     {
                         "type": "object",
-                        "required": ["lines", "next"],
+                        "required": ["lines", "lastSeq", "next"],
                         "properties": {
+                            "lastSeq": {"type": "integer"},
                             "lines": {
                                 "type": "array",
                                 "items": {
                                     "type": "object",
-                                    "required": ["seq", "at", "line"],
+                                    "required": ["line"],
                                     "properties": {
                                         "seq": {"type": "integer"},
                                         "at": {"type": "string"},
@@ -198,6 +200,11 @@ def openapi_document() -> dict[str, Any]:
                         "Lines after this seq.",
                     ),
                     _query("limit", {"type": "integer", "minimum": 1, "maximum": 5000}, "Page."),
+                    _query(
+                        "tail",
+                        {"type": "integer", "minimum": 0, "maximum": 100000},
+                        "The last lines instead of a page (seq and at left out).",
+                    ),
                 ),
             )
         },
