@@ -9,6 +9,8 @@ import pytest
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
+pytest_plugins = ["tests.support.tui"]
+
 
 @pytest.fixture
 def coro_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:

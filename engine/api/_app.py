@@ -309,6 +309,8 @@ class _Routes:
         limit = _int_param(request, "limit", _DEFAULT_PAGE, lo=1, hi=_MAX_PAGE)
         offset = _int_param(request, "offset", 0, lo=0, hi=10**9)
         store = self.engine.store
+        # Read before the page: a client following /events from here misses nothing.
+        last_global_seq = await store.last_global_seq()
         jobs = await store.list_jobs(
             status=statuses, workflow_path=workflow, limit=limit, offset=offset
         )
@@ -316,7 +318,8 @@ class _Routes:
             total = await store.count_jobs(status=statuses)
         else:
             total = len(await store.list_jobs(status=statuses, workflow_path=workflow))
-        body: dict[str, Any] = {"jobs": [_job_summary(j) for j in jobs], "total": total}
+        body: dict[str, Any] = {"jobs": [_job_summary(j) for j in jobs], "total": total,
+                                "lastGlobalSeq": last_global_seq}  # fmt: skip
         body["next"] = offset + len(jobs) if offset + len(jobs) < total else None
         return _json(body)
 
@@ -386,6 +389,8 @@ class _Routes:
     async def job_log(self, request: Request) -> Response:
         job = await self._job(request)
         store = self.engine.store
+        after = _int_param(request, "after", 0, lo=0, hi=2**62)
+        limit = _int_param(request, "limit", 1000, lo=1, hi=5000)
         if "tail" in request.query_params:
             # The last lines, and the seq to follow the stream from. The cursor is read first:
             # a line committed in between shows twice rather than never.
@@ -395,8 +400,6 @@ class _Routes:
             text = await store.get_log(job.id, max(0, length - tail), length) if tail else []
             return _json({"lines": [{"line": line} for line in text], "lastSeq": last,
                           "next": None})  # fmt: skip
-        after = _int_param(request, "after", 0, lo=0, hi=2**62)
-        limit = _int_param(request, "limit", 1000, lo=1, hi=5000)
         events = await store.read_events(
             job.id, after_seq=after, limit=limit, kinds=(EventKind.LOG,)
         )

@@ -141,6 +141,7 @@ def openapi_document() -> dict[str, Any]:
                             "jobs": {"type": "array", "items": obj},
                             "total": {"type": "integer"},
                             "next": {"type": ["integer", "null"]},
+                            "lastGlobalSeq": {"type": "integer"},
                         },
                     }
                 ),

@@ -190,7 +190,8 @@ async def test_create_get_and_list_jobs(api: Api) -> None:
     page2 = (await api.client.get("/jobs", params={"limit": 1, "offset": 1})).json()
     assert [j["id"] for j in page2["jobs"]] == ["one-job"]
     by_workflow = (await api.client.get("/jobs", params={"workflow": "workflows/x.md"})).json()
-    assert by_workflow == {"jobs": [], "total": 0, "next": None}
+    last = await api.engine.store.last_global_seq()
+    assert by_workflow == {"jobs": [], "total": 0, "next": None, "lastGlobalSeq": last}
 
 
 async def test_job_errors_name_the_problem(api: Api) -> None:

@@ -1,0 +1,66 @@
+"""An :class:`~coro_tui.client.EngineClient` for an engine running in this process.
+
+Requests go through the HTTP API's own routes over an in-process ASGI transport, so the TUI
+validates, refuses and saves exactly as ``coro attach`` and the CLI do (``PUT /config`` is
+the one path that writes the config); event streams come straight from the store, without
+SSE framing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
+
+from coro_tui.client._protocol import RunnerInfo
+from coro_tui.client._remote import RemoteClient
+
+if TYPE_CHECKING:
+    from engine.runtime import Engine
+    from state import JobEvent
+
+__all__ = ["LocalClient"]
+
+_IN_PROCESS = "http://127.0.0.1"
+
+
+class LocalClient(RemoteClient):
+    """The started ``engine`` of this process.
+
+    Args:
+        engine: a started engine.
+        url: where this process's HTTP shim listens, for :attr:`info` (``None`` if none).
+    """
+
+    def __init__(self, engine: Engine, *, url: str | None = None) -> None:
+        import httpx2
+
+        from engine.api._app import ApiSettings, build_app
+
+        settings = ApiSettings(
+            mode="tui", runner_id=engine.runner_id, heartbeat=15.0, closing=asyncio.Event()
+        )
+        transport = httpx2.ASGITransport(app=build_app(engine, settings))
+        super().__init__(
+            _IN_PROCESS, "in-process", transport=transport, info=RunnerInfo("local", url)
+        )
+        self.engine = engine
+
+    async def last_global_seq(self) -> int:
+        return await self.engine.store.last_global_seq()
+
+    async def all_events(self, after: int = 0) -> AsyncIterator[list[JobEvent]]:
+        stream = self.engine.store.subscribe(None, after=after)
+        try:
+            async for batch in stream:
+                yield batch
+        finally:
+            await stream.aclose()  # type: ignore[attr-defined]
+
+    async def job_events(self, job_id: str, after: int = 0) -> AsyncIterator[list[JobEvent]]:
+        stream = self.engine.store.subscribe(job_id, after=after)
+        try:
+            async for batch in stream:
+                yield batch
+        finally:
+            await stream.aclose()  # type: ignore[attr-defined]
