@@ -49,15 +49,13 @@ class LocalClient(RemoteClient):
     async def last_global_seq(self) -> int:
         return await self.engine.store.last_global_seq()
 
-    async def all_events(self, after: int = 0) -> AsyncIterator[list[JobEvent]]:
-        stream = self.engine.store.subscribe(None, after=after)
-        try:
-            async for batch in stream:
-                yield batch
-        finally:
-            await stream.aclose()  # type: ignore[attr-defined]
+    def all_events(self, after: int = 0) -> AsyncIterator[list[JobEvent]]:
+        return self._subscribe(None, after)
 
-    async def job_events(self, job_id: str, after: int = 0) -> AsyncIterator[list[JobEvent]]:
+    def job_events(self, job_id: str, after: int = 0) -> AsyncIterator[list[JobEvent]]:
+        return self._subscribe(job_id, after)
+
+    async def _subscribe(self, job_id: str | None, after: int) -> AsyncIterator[list[JobEvent]]:
         stream = self.engine.store.subscribe(job_id, after=after)
         try:
             async for batch in stream:

@@ -479,20 +479,22 @@ async def merged_main(local: LocalScmPlugin) -> str:
 
 
 # -- the lanes -------------------------------------------------------------------------------------
+def standard_lane(root: Path) -> dict[str, list[Step]]:
+    return {
+        "spec-writing": spec_writer(root),
+        "planning": planner(root, "standard"),
+        "coding": coder(open_pr=True),
+        "review": pr_reviewer(open_pr=False, verify=False),
+        "evaluation": verifier(root, kind="evaluation-md", report="evaluations/limiter.md"),
+    }
+
+
 async def test_the_standard_lane_takes_a_brief_to_a_merged_evaluated_change(
     rig_for: Any, coro_home: Path
 ) -> None:
     job_id = "svc-standard"
     root = job_dir(coro_home, job_id)
-    rig = await rig_for(
-        {
-            "spec-writing": spec_writer(root),
-            "planning": planner(root, "standard"),
-            "coding": coder(open_pr=True),
-            "review": pr_reviewer(open_pr=False, verify=False),
-            "evaluation": verifier(root, kind="evaluation-md", report="evaluations/limiter.md"),
-        }
-    )
+    rig = await rig_for(standard_lane(root))
 
     job = await rig.run(job_id, "workflows/job/workflow.md")
 
@@ -535,15 +537,7 @@ async def test_a_repository_layer_overrides_the_coder_and_extends_memory_for_its
 ) -> None:
     job_id = "svc-repo-layer"
     root = job_dir(coro_home, job_id)
-    rig = await rig_for(
-        {
-            "spec-writing": spec_writer(root),
-            "planning": planner(root, "standard"),
-            "coding": coder(open_pr=True),
-            "review": pr_reviewer(open_pr=False, verify=False),
-            "evaluation": verifier(root, kind="evaluation-md", report="evaluations/limiter.md"),
-        }
-    )
+    rig = await rig_for(standard_lane(root))
 
     job = await rig.run(job_id, "workflows/job/workflow.md")
     assert job.status is JobStatus.COMPLETE, await explain(rig, job)
