@@ -6,12 +6,14 @@ refusal the runner ties to a field (``ClientError.field``) is shown next to that
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
 from textual.screen import ModalScreen
 from textual.validation import ValidationResult, Validator
 from textual.widgets import Input, Label, Select, Static, Switch, TextArea
@@ -65,6 +67,13 @@ class NewJobScreen(ModalScreen[str | None]):
             "escape", "cancel", "Cancel", id="new_job.cancel", tooltip="Close without creating"
         ),
     ]
+
+    @dataclass
+    class Refused(Message):
+        """The runner would not create the job; ``field`` is the runner's name for the culprit."""
+
+        message: str
+        field: str | None
 
     def __init__(self, client: EngineClient) -> None:
         super().__init__()
@@ -226,6 +235,7 @@ class NewJobScreen(ModalScreen[str | None]):
             job = await self.client.create_job(spec)
         except ClientError as exc:
             self._refused(exc)
+            self.post_message(self.Refused(exc.message, exc.field))
             return
         finally:
             self._submitting = False

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import copy
 import re
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import (
     ContentSwitcher,
@@ -52,6 +54,19 @@ class SettingsScreen(Screen[None]):
         Binding("escape", "close", "Close", id="settings.close", tooltip="Leave settings"),
     ]
 
+    @dataclass
+    class Saved(Message):
+        """The runner validated and saved the config (``config``: as saved, redacted)."""
+
+        config: dict[str, Any]
+
+    @dataclass
+    class Refused(Message):
+        """Nothing was saved: ``field`` (dotted camelCase path, if known) is at fault."""
+
+        message: str
+        field: str | None
+
     def __init__(self, client: EngineClient) -> None:
         super().__init__()
         self.client = client
@@ -73,7 +88,9 @@ class SettingsScreen(Screen[None]):
                 )
                 with ContentSwitcher(id="settings-forms", initial=self._first_id()):
                     for name, specs in self._sections.items():
-                        with VerticalScroll(id=_dom_id(name), classes="settings-section"):
+                        section = VerticalScroll(id=_dom_id(name), classes="settings-section")
+                        section.can_focus = False  # tab goes straight to the first field
+                        with section:
                             yield from self._fields(specs)
         yield Footer()
 
@@ -181,15 +198,19 @@ class SettingsScreen(Screen[None]):
         if problems:
             for name, message in problems.items():
                 self.fields[name].show_error(message)
-            self._focus_field(next(iter(problems)))
+            first, message = next(iter(problems.items()))
+            self.focus_field(first)
+            self.post_message(self.Refused(message, first))
             return
         try:
             saved = await self.client.put_config(edited)
         except ClientError as exc:
             self._refused(exc)
+            self.post_message(self.Refused(exc.message, exc.field))
             return
         self._reload(saved)
         self.notify("Settings saved", title="Settings")
+        self.post_message(self.Saved(saved))
 
     def action_revert(self) -> None:
         if self._config is not None:
@@ -212,9 +233,10 @@ class SettingsScreen(Screen[None]):
             self._show_error(exc.message)
             return
         self.fields[name].show_error(exc.message)
-        self._focus_field(name)
+        self.focus_field(name)
 
-    def _focus_field(self, name: str) -> None:
+    def focus_field(self, name: str) -> None:
+        """Open the section holding the field ``name`` (``jobs.maxConcurrent``) and focus it."""
         section = self._section_of.get(name)
         if section is not None:
             self._open_section(section)
