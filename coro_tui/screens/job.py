@@ -107,6 +107,8 @@ class JobScreen(Screen[None]):
         self._artifact_text: str | None = None
         self._refresh_timer: Timer | None = None
         self._last_refresh = 0.0
+        self.loaded = False
+        """Whether the job and the end of its log have arrived."""
 
     def _say(self, message: str, *, title: str, severity: SeverityLevel = "information") -> None:
         """Notify without markup: messages carry job ids, paths and the runner's words."""
@@ -152,6 +154,7 @@ class JobScreen(Screen[None]):
         pane = self.log_pane
         pane.write(lines)
         pane.flush()
+        self.loaded = True
         if not self._live:
             return
         try:
@@ -170,7 +173,7 @@ class JobScreen(Screen[None]):
 
     def _schedule_refresh(self) -> None:
         if self._refresh_timer is None:
-            delay = max(0.0, self._last_refresh + 1 / REFRESH_HZ - time.monotonic())
+            delay = max(0.001, self._last_refresh + 1 / REFRESH_HZ - time.monotonic())
             self._refresh_timer = self.set_timer(delay, self._refresh)
 
     @work(group="job-refresh")

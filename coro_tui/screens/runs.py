@@ -196,7 +196,7 @@ class RunsScreen(Screen[None]):
 
     def _schedule_refresh(self) -> None:
         if self._refresh_timer is None:
-            delay = max(0.0, self._last_refresh + 1 / REFRESH_HZ - time.monotonic())
+            delay = max(0.001, self._last_refresh + 1 / REFRESH_HZ - time.monotonic())
             self._refresh_timer = self.set_timer(delay, self._refresh_dirty)
 
     def _refresh_dirty(self) -> None:

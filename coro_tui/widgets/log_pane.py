@@ -79,7 +79,7 @@ class LogPane(Vertical):
         """Queue ``lines``; they are drawn with the next flush (within 1/30 s)."""
         self._pending.extend(lines)
         if self._pending and self._timer is None:
-            delay = max(0.0, self._last_flush + 1 / FLUSH_HZ - time.monotonic())
+            delay = max(0.001, self._last_flush + 1 / FLUSH_HZ - time.monotonic())
             self._timer = self.set_timer(delay, self.flush)
 
     def flush(self) -> None:
