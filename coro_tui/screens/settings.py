@@ -73,6 +73,7 @@ class SettingsScreen(Screen[None]):
         self._config: dict[str, Any] | None = None
         self._sections: dict[str, list[FieldSpec]] = {}
         self._section_of: dict[str, str] = {}
+        self._warned = False
 
     # -- layout --------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -184,6 +185,7 @@ class SettingsScreen(Screen[None]):
     @on(Select.Changed)
     @on(TextArea.Changed)
     def _edited(self) -> None:
+        self._warned = False
         title = "Settings · unsaved changes" if self.modified else "Settings"
         self.query_one("#settings-title", Static).update(title)
 
@@ -218,6 +220,15 @@ class SettingsScreen(Screen[None]):
             self.notify("Unsaved edits undone", title="Settings")
 
     def action_close(self) -> None:
+        """Leave; with unsaved edits, only on a second ``escape`` in a row."""
+        if self.modified and not self._warned:
+            self._warned = True
+            self.notify(
+                "Unsaved changes: escape again to discard them, ctrl+s to save.",
+                title="Settings",
+                severity="warning",
+            )
+            return
         self.dismiss(None)
 
     def _reload(self, config: dict[str, Any]) -> None:

@@ -199,6 +199,20 @@ async def test_a_json_block_is_saved_and_revert_undoes_edits(tui_rig: TuiRig) ->
     assert "maxConcurrent" not in _on_disk(tui_rig).get("jobs", {})
 
 
+async def test_escape_with_unsaved_edits_asks_for_a_second_escape(tui_rig: TuiRig) -> None:
+    before = (tui_rig.home / "config.json").read_text()
+    app = _host(tui_rig.client)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await _opened(pilot)
+        await _replace(pilot, screen, "jobs.maxConcurrent", "3")
+        await pilot.press("escape")
+        assert app.screen is screen  # warned, still open
+        await pilot.press("escape")
+        assert await app.outcome() == ("dismissed", None)
+
+    assert (tui_rig.home / "config.json").read_text() == before
+
+
 # ── snapshots ───────────────────────────────────────────────────────────────────────────────
 
 
