@@ -1,9 +1,10 @@
 """The ``coro`` command line: the app, its global options, and which commands it has.
 
-A bare ``coro`` will open the full-screen TUI once it is built. ``coro start --headless`` runs
-the engine behind its HTTP API; the job commands (``job``, ``jobs``, ``status``, ``logs``,
-``message``, ``pause``, ``resume``, ``cancel``, ``approve``, ``runner status``) talk to that
-runner through the API, with the token from ``$CORO_HOME/runner.token``.
+A bare ``coro`` opens the full-screen TUI (``coro attach``: on a runner elsewhere).
+``coro start --headless`` runs the engine behind its HTTP API; the job commands (``job``,
+``jobs``, ``status``, ``logs``, ``message``, ``pause``, ``resume``, ``cancel``, ``approve``,
+``runner status``) talk to that runner through the API, with the token from
+``$CORO_HOME/runner.token``.
 
 The commands live by area in ``_cli_runner`` (the runner and this machine), ``_cli_jobs``,
 ``_cli_pr`` and ``_cli_intel`` (``workflows`` and ``intelligence show``, read from
@@ -48,6 +49,7 @@ from coro_tui._cli_runner import (
     runner_status,
     start,
 )
+from coro_tui._cli_tui import attach
 from engine._version import __version__
 
 __all__ = [
@@ -60,6 +62,7 @@ __all__ = [
     "JsonFlag",
     "app",
     "approve",
+    "attach",
     "cancel",
     "demo",
     "doctor",
@@ -123,17 +126,14 @@ def main_callback(
     """coro runs AI coding-agent jobs from a brief to merged pull requests."""
     ctx.obj = {"url": url}
     if ctx.invoked_subcommand is None:
-        typer.echo(
-            "coro: the full-screen TUI is not built yet, so a bare `coro` has nothing to open.\n"
-            "What works today: `coro start --headless` runs the runner, and `coro job`, "
-            "`coro jobs`, `coro logs` … talk to it. See `coro --help`.",
-            err=True,
-        )
-        raise typer.Exit(EXIT_USAGE)
+        from coro_tui._cli_tui import open_tui
+
+        raise typer.Exit(open_tui(url))
 
 
 # `coro --help` lists the commands in this order, then the groups (runner, pr, intelligence).
 app.command()(start)
+app.command()(attach)
 app.command()(init)
 app.command()(job)
 app.command("jobs")(list_jobs)

@@ -1,4 +1,4 @@
-"""The ``coro`` console script: version, help, and honest failures for what is not built."""
+"""The ``coro`` console script: version, help, and honest failures."""
 
 from __future__ import annotations
 
@@ -29,10 +29,10 @@ def test_help_lists_the_commands() -> None:
     assert "doctor" in result.output and "demo" in result.output
 
 
-def test_bare_coro_says_the_tui_is_not_built_yet() -> None:
+def test_bare_coro_without_a_terminal_says_the_tui_needs_one() -> None:
     result = runner.invoke(app, [])
     assert result.exit_code == 2
-    assert "TUI is not built yet" in result.output
+    assert "the TUI needs a terminal" in result.output
 
 
 def test_doctor_on_a_fresh_home(coro_home: Path) -> None:
