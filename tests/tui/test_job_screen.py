@@ -259,6 +259,19 @@ async def test_an_unknown_job_says_so(tui_rig: TuiRig) -> None:
         await until(pilot, lambda: app.said("no-such-job", "error"))
 
 
+async def test_no_color_keeps_marks_and_words(
+    tui_rig: TuiRig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NO_COLOR", "1")
+    await tui_rig.job_at_checkpoint("nc-1")
+    app = job_app(tui_rig, "nc-1")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await opened(pilot)
+        assert app.no_color
+        assert text_of(app, "#job-phases").startswith("✓ spec →  ● build")
+        assert text_of(app, "#job-alert").startswith("Checkpoint:")
+
+
 # -- keys ----------------------------------------------------------------------------------------
 def test_bindings_have_stable_ids_and_leave_the_reserved_keys_free() -> None:
     bindings = JobScreen.BINDINGS
