@@ -80,12 +80,12 @@ class CoroApp(App[int]):
     CSS_PATH = Path(__file__).with_name("app.tcss")  # also right for subclasses elsewhere
     COMMANDS = App.COMMANDS | {BindingCommands}
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("q", "quit", "quit", id="app.quit",
+        Binding("q", "quit", "Quit", id="app.quit",
                 tooltip="Quit (an engine this TUI started stops; jobs resume at next start)"),
-        Binding("question_mark", "help", "help", id="app.help", tooltip="Keys and how coro works"),
-        Binding("n", "new_job", "new job", id="app.new_job", tooltip="Start a job from a brief"),
-        Binding("s", "settings", "settings", id="app.settings", tooltip="Edit config.json"),
-        Binding("ctrl+p", "command_palette", "commands", id="app.command_palette",
+        Binding("question_mark", "help", "Help", id="app.help", tooltip="Keys and how coro works"),
+        Binding("n", "new_job", "New job", id="app.new_job", tooltip="Start a job from a brief"),
+        Binding("s", "settings", "Settings", id="app.settings", tooltip="Edit config.json"),
+        Binding("ctrl+p", "command_palette", "Commands", id="app.command_palette", show=False,
                 priority=True, tooltip="Every action of this screen, by name"),
     ]  # fmt: skip
 

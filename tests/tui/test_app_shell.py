@@ -101,7 +101,17 @@ async def test_a_keymap_in_config_rebinds_a_global_key(tui_rig: TuiRig) -> None:
         assert entry.key == "j" and "key j" in entry.help
 
 
-async def test_a_checkpoint_rings_once_and_a_finished_job_does_not(tui_rig: TuiRig) -> None:
+async def test_a_keymap_saved_in_settings_applies_to_a_local_engine(tui_rig: TuiRig) -> None:
+    app = CoroApp(client=tui_rig.client, prefs=TuiPrefs())
+    async with app.run_test(size=(100, 30)) as pilot:
+        await on_runs(pilot)
+        app.post_message(SettingsScreen.Saved({"tui": {"keymap": {"app.new_job": "j"}}}))
+        await pilot.press("j")
+        # A remote runner's config is another machine's: its keymap is not this terminal's.
+        assert isinstance(app.screen, NewJobScreen) == (tui_rig.kind == "local")
+
+
+async def test_each_transition_into_needing_the_developer_rings_once(tui_rig: TuiRig) -> None:
     tui_rig.executor.script["review"] = [[("escalate", {"reason": "no credentials"})]]
     app = AlertingApp(tui_rig.client, prefs=TuiPrefs(notify=True))
     async with app.run_test(size=(100, 30)) as pilot:
