@@ -217,10 +217,13 @@ class CoroApp(App[int]):
 
     @work(name="coro-quit", exclusive=True, group="quit", exit_on_error=False)
     async def _quit_owned(self, session: Session) -> None:
+        from coro_tui.client import ClientError
         from coro_tui.widgets.confirm import ConfirmDialog
 
-        jobs = await session.client.list_jobs()
-        running = [job.id for job in jobs if job.status.is_running]
+        try:
+            running = [j.id for j in await session.client.list_jobs() if j.status.is_running]
+        except ClientError:
+            running = []  # cannot tell: quit as asked, jobs resume at the next start
         if running:
             names = ", ".join(running[:5]) + (" …" if len(running) > 5 else "")
             question = (
