@@ -1,5 +1,5 @@
-"""``python -m coro_tui`` runs the ``coro`` command line."""
+"""``python -m coro_tui`` runs the ``coro`` command."""
 
-from coro_tui.cli import main
+from coro_tui._entry import main
 
 main()

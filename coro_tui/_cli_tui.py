@@ -9,40 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
 from coro_tui._cli_common import EXIT_USAGE, _fail
-
-if TYPE_CHECKING:
-    from coro_tui._startup import Launch
+from coro_tui._tui_run import NO_TERMINAL, run_tui
 
 __all__ = ["attach", "open_tui"]
-
-#: The grace running phases get if the TUI ends without its quit flow (a crash, a signal).
-_EXIT_GRACE_SECONDS = 5.0
 
 
 def _require_terminal() -> None:
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
-        _fail(
-            "the TUI needs a terminal (stdin and stdout are not one); use `coro start "
-            "--headless` to run the runner, and `coro jobs` / `coro job` … to script it",
-            EXIT_USAGE,
-        )
-
-
-async def _run(launch: Launch) -> int:
-    from coro_tui.app import CoroApp
-
-    app = CoroApp(launch)
-    try:
-        await app.run_async()
-    finally:
-        if app.session is not None:
-            await app.session.aclose(grace=_EXIT_GRACE_SECONDS)
-    return app.return_code or 0
+        _fail(NO_TERMINAL, EXIT_USAGE)
 
 
 def open_tui(url: str | None = None) -> int:
@@ -51,7 +30,7 @@ def open_tui(url: str | None = None) -> int:
 
     _require_terminal()
     launch = Launch.auto() if url is None else Launch.attach(url)
-    return asyncio.run(_run(launch))
+    return asyncio.run(run_tui(launch))
 
 
 def attach(
@@ -75,4 +54,4 @@ def attach(
     from coro_tui._startup import Launch
 
     _require_terminal()
-    raise typer.Exit(asyncio.run(_run(Launch.attach(url, token))))
+    raise typer.Exit(asyncio.run(run_tui(Launch.attach(url, token))))

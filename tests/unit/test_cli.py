@@ -128,3 +128,21 @@ def test_job_lines_and_exit_codes() -> None:
     table = jobs_table([{"id": "j-1", "status": "complete", "workflowPath": "w.md",
                          "tokenUsage": {"totalCostUsd": 0.5}}])  # fmt: skip
     assert table.splitlines()[1].split() == ["j-1", "complete", "-", "w.md", "$0.50"]
+
+
+def test_a_bare_coro_reaches_the_tui_without_loading_the_command_line() -> None:
+    """The console script's fast path: typer and the command modules stay unloaded."""
+    code = (
+        "import sys, coro_tui._entry, coro_tui._tui_run, coro_tui._startup, coro_tui.app; "
+        "print(sorted(m for m in ('typer', 'coro_tui.cli', 'coro_tui._cli_jobs') "
+        "if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_a_bare_coro_without_a_terminal_says_so_and_exits_2() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "coro_tui"], capture_output=True, text=True, stdin=subprocess.DEVNULL
+    )
+    assert done.returncode == 2 and "the TUI needs a terminal" in done.stderr
