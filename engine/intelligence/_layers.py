@@ -57,6 +57,9 @@ class Layer:
     name: str
     root: Path
     within: Path | None = None
+    unchanging: bool = False
+    """The layer's files cannot change while coro runs (the packaged base layer), so one scan
+    serves the whole process: re-resolving a job's overlay then stats only the other layers."""
 
     def __post_init__(self) -> None:
         if not _LAYER_NAME.fullmatch(self.name) or "-->" in self.name:
@@ -76,8 +79,9 @@ class LayerFile:
 
 
 def base_layer() -> Layer:
-    """The base layer packaged in :mod:`intelligence_base`."""
-    return Layer("base", intelligence_base.layer_path())
+    """The base layer packaged in :mod:`intelligence_base` (it changes only with an upgrade,
+    which restarts coro)."""
+    return Layer("base", intelligence_base.layer_path(), unchanging=True)
 
 
 def check_tenant_id(tenant_id: str) -> str:
@@ -152,10 +156,26 @@ def scan_layer(layer: Layer) -> dict[str, LayerFile]:
     ``.git`` and a top-level ``proposals/`` are skipped. Nothing is read; the scan costs one
     ``stat`` per file.
 
+    An :attr:`~Layer.unchanging` layer is scanned once per process; the dict returned is
+    shared, so do not change it.
+
     Raises:
         LayerEscapeError: a symlink in the layer resolves outside the layer's root.
         IntelligenceError: the layer cannot be listed, or a symlink makes a loop.
     """
+    if layer.unchanging:
+        cached = _UNCHANGING.get(layer.root)
+        if cached is None:
+            cached = _UNCHANGING[layer.root] = _scan(layer)
+        return cached
+    return _scan(layer)
+
+
+#: Scans of unchanging layers, by root. Callers only read the dicts :func:`scan_layer` returns.
+_UNCHANGING: dict[Path, dict[str, LayerFile]] = {}
+
+
+def _scan(layer: Layer) -> dict[str, LayerFile]:
     root = real_root(layer)
     if root is None:
         return {}
