@@ -179,17 +179,9 @@ def resolve_token(token: str | None, home: Path | None = None) -> str | None:
 async def probe_runner(url: str, *, patience: float = 2.0) -> dict[str, Any] | None:
     """``/health`` of the coro runner at ``url``, or ``None`` if no coro runner answers there
     (the same test as ``coro start --headless`` makes of a taken port)."""
-    import httpx2
+    from engine.headless import probe_runner as probe
 
-    try:
-        async with httpx2.AsyncClient(timeout=patience) as client:
-            response = await client.get(f"{url.rstrip('/')}/health")
-        data = response.json()
-    except (httpx2.HTTPError, ValueError):
-        return None
-    if isinstance(data, dict) and "runnerId" in data and "mode" in data:
-        return data
-    return None
+    return await probe(url, patience=patience)
 
 
 @dataclass

@@ -155,13 +155,19 @@ def remove_runner_file(paths: CoroPaths, runner_id: str) -> None:
 # -- a taken port ---------------------------------------------------------------------------------
 async def describe_port_owner(host: str, port: int) -> dict[str, Any] | None:
     """``/health`` of whatever listens on ``host:port`` if it is a coro runner, else ``None``."""
+    name = "127.0.0.1" if host in ("0.0.0.0", "") else "::1" if host == "::" else host
+    url = f"http://[{name}]:{port}" if ":" in name else f"http://{name}:{port}"
+    return await probe_runner(url)
+
+
+async def probe_runner(url: str, *, patience: float = 2.0) -> dict[str, Any] | None:
+    """``/health`` of the coro runner at ``url``, or ``None`` if no coro runner answers there
+    (the TUI asks this before starting an engine of its own)."""
     import httpx2
 
-    name = "127.0.0.1" if host in ("0.0.0.0", "") else "::1" if host == "::" else host
-    url = f"http://[{name}]:{port}/health" if ":" in name else f"http://{name}:{port}/health"
     try:
-        async with httpx2.AsyncClient(timeout=2.0) as client:
-            response = await client.get(url)
+        async with httpx2.AsyncClient(timeout=patience) as client:
+            response = await client.get(f"{url.rstrip('/')}/health")
         data = response.json()
     except (httpx2.HTTPError, ValueError):
         return None
