@@ -87,6 +87,7 @@ class IntelligenceResolver:
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
         self._cost: dict[str, float] = {}  # dest -> seconds its last resolve took
+        self._manifests: _Manifests = {}  # real dest -> its parsed manifest
 
     def resolve(self, job_id: str, layers: Sequence[Layer], dest: Path) -> ResolveResult:
         """Bring ``dest`` in line with the merge of ``layers``, touching only what changed.
@@ -107,7 +108,7 @@ class IntelligenceResolver:
             targets = plan(layers)
             try:
                 os.makedirs(dest_real, exist_ok=True)
-                result = _materialise(dest, dest_real, targets)
+                result = _materialise(dest, dest_real, targets, self._manifests)
             except OSError as exc:
                 raise IntelligenceError(
                     f"could not write the intelligence overlay of job {job_id} in {dest}: {exc}",
@@ -138,6 +139,7 @@ class IntelligenceResolver:
     def forget(self, dest: Path) -> None:
         """Drop what is remembered about ``dest`` (its job ended and the overlay is gone)."""
         self._cost.pop(str(dest), None)
+        self._manifests.pop(os.path.realpath(dest), None)
         with self._locks_guard:
             self._locks.pop(os.path.realpath(dest), None)
 
@@ -167,8 +169,14 @@ def _check_dest(layers: Sequence[Layer], dest: Path) -> str:
     return dest_real
 
 
-def _materialise(dest: Path, dest_real: str, targets: dict[str, Target]) -> ResolveResult:
-    old = _load_manifest(dest_real)
+#: A parsed manifest, with the ``(inode, size, mtime)`` of the file it was read from or written to.
+_Manifests = dict[str, tuple[tuple[int, int, int], dict[str, "_Record"]]]
+
+
+def _materialise(
+    dest: Path, dest_real: str, targets: dict[str, Target], manifests: _Manifests
+) -> ResolveResult:
+    old = _cached_manifest(dest_real, manifests)
     racy_after = time.time_ns() - _RACY_NS
     removed = _remove_stale(dest_real, [p for p in old if p not in targets])
     records: dict[str, _Record] = {}
@@ -210,6 +218,8 @@ def _materialise(dest: Path, dest_real: str, targets: dict[str, Target]) -> Reso
         )
     if records != old:
         _save_manifest(dest_real, records)
+        with contextlib.suppress(OSError):
+            manifests[dest_real] = (_identity(dest_real), records)
     winners = {relpath: target.winner for relpath, target in targets.items()}
     return ResolveResult(dest, written, removed, unchanged, winners)
 
@@ -290,6 +300,26 @@ def _remove_stale(dest_real: str, relpaths: list[str]) -> int:
         with contextlib.suppress(OSError):
             os.rmdir(directory)  # only succeeds when empty
     return removed
+
+
+def _identity(dest_real: str) -> tuple[int, int, int]:
+    st = os.stat(os.path.join(dest_real, MANIFEST_NAME))
+    return st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def _cached_manifest(dest_real: str, manifests: _Manifests) -> dict[str, _Record]:
+    """The manifest, parsed again only when its file is not the one last read or written."""
+    try:
+        identity = _identity(dest_real)
+    except OSError:
+        manifests.pop(dest_real, None)
+        return _load_manifest(dest_real)
+    cached = manifests.get(dest_real)
+    if cached is not None and cached[0] == identity:
+        return cached[1]
+    records = _load_manifest(dest_real)
+    manifests[dest_real] = (identity, records)
+    return records
 
 
 def _load_manifest(dest_real: str) -> dict[str, _Record]:
