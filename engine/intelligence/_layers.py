@@ -12,6 +12,7 @@ import os
 import re
 import stat
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path, PurePosixPath
 
 import intelligence_base
@@ -78,6 +79,7 @@ class LayerFile:
     executable: bool
 
 
+@cache
 def base_layer() -> Layer:
     """The base layer packaged in :mod:`intelligence_base` (it changes only with an upgrade,
     which restarts coro)."""
