@@ -273,6 +273,9 @@ class RunsScreen(Screen[None]):
         query = self.filter_input.value.strip()
         if query:
             parts.append(f"filter “{query}”: {shown} shown")
+        info = self.client.info
+        if info.mode == "attached":
+            parts.append(f"attached to {info.url}")
         self.query_one("#runs-title", Static).update(Text(" · ".join(parts)))
 
     def _draw_detail(self) -> None:

@@ -156,3 +156,68 @@ def test_a_job_is_watched_and_its_checkpoint_approved_from_the_keyboard(
     finally:
         tui.close()
         anchor.close()
+
+
+def test_an_attached_tui_sees_and_approves_a_headless_runners_job(
+    coro_home: Path, model_server: str
+) -> None:
+    write_intelligence(coro_home)
+    config = {
+        "llm": {"defaultProvider": "anthropic", "apiKey": "sk-test-tmux", "baseUrl": model_server},
+        "server": {"port": free_port()},
+        "jobs": {"idleWatchdog": {"enabled": False}},
+    }
+    (coro_home / "config.json").write_text(json.dumps(config))
+    env = {**os.environ, "CORO_HOME": str(coro_home), "TERM": "xterm-256color"}
+    env.pop("CORO_URL", None)
+    runner = subprocess.Popen(
+        [sys.executable, "-m", "coro_tui", "start", "--headless"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    anchor = Terminal(["sleep", "600"], env)
+    tui: Terminal | None = None
+    try:
+        assert runner.stdout is not None
+        url = runner.stdout.readline().strip()
+        assert url.startswith("http://"), url
+        submitted = subprocess.run(
+            [sys.executable, "-m", "coro_tui", "job", "--repo", "svc", "--reviewers", "ana",
+             "--description", "Limit requests", "--workflow", "workflows/test/workflow.md",
+             "--interactive", "--no-stream", "--json"],
+            env=env, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert submitted.returncode == 0, submitted.stderr
+        job_id = json.loads(submitted.stdout)["jobId"]
+
+        tui = Terminal([sys.executable, "-m", "coro_tui", "attach", url], env)
+        attached = tui.wait_for(lambda s: "Runs —" in s and "attached to" in s, "attaching")
+        assert url in attached
+        tui.wait_for(lambda s: job_id[:15] in s and "awaiting-developer-input" in s,
+                     "the headless runner's job at its checkpoint")  # fmt: skip
+        tui.keys("Enter")
+        tui.wait_for(lambda s: "✓ spec" in s, "the job screen")
+        tui.keys("a")
+        tui.wait_for(lambda s: "complete" in s, "the job to complete after approval")
+
+        tui.keys("Escape")
+        tui.wait_for(lambda s: "Runs —" in s, "the runs screen again")
+        tui.keys("q")
+        deadline = time.monotonic() + 20
+        while tui.alive() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not tui.alive(), tui.screen()
+        # quitting an attached TUI leaves the runner running
+        assert runner.poll() is None
+        status = subprocess.run(
+            [sys.executable, "-m", "coro_tui", "status", job_id, "--json"],
+            env=env, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert json.loads(status.stdout)["status"] == "complete"
+    finally:
+        if tui is not None:
+            tui.close()
+        anchor.close()
+        runner.terminate()
+        runner.wait(30)
+        if runner.stdout is not None:
+            runner.stdout.close()
