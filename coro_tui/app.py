@@ -188,7 +188,15 @@ class CoroApp(App[int]):
 
         client = self._client_or_say_why()
         if client is not None and not isinstance(self.screen, NewJobScreen):
-            self.push_screen(NewJobScreen(client))
+            self.push_screen(NewJobScreen(client), self._open_new_job)
+
+    def _open_new_job(self, job_id: str | None) -> None:
+        """Show the job the new-job dialog just created."""
+        from coro_tui.screens.job import JobScreen
+
+        client = self.client
+        if job_id is not None and client is not None:
+            self.push_screen(JobScreen(client, job_id, log_max_lines=self.prefs.log_max_lines))
 
     def action_settings(self) -> None:
         from coro_tui.screens.settings import SettingsScreen

@@ -342,4 +342,6 @@ class RunsScreen(Screen[None]):
             return
         from coro_tui.screens.job import JobScreen
 
-        self.app.push_screen(JobScreen(self.client, job_id))
+        prefs = getattr(self.app, "prefs", None)
+        lines = getattr(prefs, "log_max_lines", 5000)
+        self.app.push_screen(JobScreen(self.client, job_id, log_max_lines=lines))

@@ -226,3 +226,25 @@ def test_the_app_is_built_without_loading_the_engine(coro_home: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == []
+
+
+async def test_a_job_created_from_the_new_job_dialog_opens_on_its_job_screen(
+    tui_rig: TuiRig,
+) -> None:
+    from coro_tui.screens.job import JobScreen
+
+    app = CoroApp(client=tui_rig.client, prefs=TuiPrefs(log_max_lines=123))
+    async with app.run_test(size=(100, 30)) as pilot:
+        await on_runs(pilot)
+        await pilot.press("n")
+        await pilot.pause()
+        await pilot.press(*"svc", "tab", *"Add a health check", "tab", *"ana")
+        await pilot.press("ctrl+s")
+        for _ in range(100):
+            if isinstance(app.screen, JobScreen):
+                break
+            await pilot.pause(0.05)
+        screen = app.screen
+        assert isinstance(screen, JobScreen) and screen.log_max_lines == 123
+        [job] = await tui_rig.client.list_jobs()
+        assert screen.job_id == job.id and job.params["repo"] == "svc"
