@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol, runtime_checkable
 
 from state import EventKind, Job, PhaseUsage, RateLimitInfo, StateBackend
 from state.models import ConversationMessage
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ChatRequest",
     "ChatResult",
+    "DeveloperMessage",
     "PhaseExecutor",
     "PhaseRequest",
     "PhaseResult",
@@ -163,6 +164,14 @@ StopReason = Literal[
 ]
 
 
+class DeveloperMessage(NamedTuple):
+    """A developer's message on its way to the model, with the id its receipts name
+    (``None`` for the runner's own notes, such as the watchdog's nudges)."""
+
+    text: str
+    message_id: str | None = None
+
+
 class SteeringChannel:
     """The developer's (and the watchdog's) line into a running phase.
 
@@ -176,26 +185,38 @@ class SteeringChannel:
     - :meth:`push_events`: inbound events (PR reviews, merges, CI) rendered as one message,
       which the executor takes with :meth:`drain_events` along with the steers.
 
-    Executors call :meth:`touch` whenever the model or a tool shows progress.
+    Each developer message may carry its ``message_id``: an executor takes them with
+    :meth:`drain_messages` / :meth:`drain_queued_messages` and records ``message_delivered``
+    for each one it puts into a model request. What is still here when the phase ends
+    (:meth:`leftovers`) goes with the next kickoff.
+
+    Executors call :meth:`touch` whenever the model or a tool shows progress, and take an
+    interrupt with :meth:`clear_interrupt` (which acknowledges it).
     """
 
     def __init__(self) -> None:
-        self._pending: deque[str] = deque()
-        self._queued: deque[str] = deque()
+        self._pending: deque[DeveloperMessage] = deque()
+        self._queued: deque[DeveloperMessage] = deque()
         self._events: deque[str] = deque()
         self.inbox_ids: list[int] = []  # inbox items handed over; acknowledged at phase end
         self.merged_prs: list[tuple[str, datetime]] = []  # PRs the events say were merged
         self._interrupt = asyncio.Event()
+        self._acknowledged = asyncio.Event()
+        self._acknowledged.set()
         self.pause_requested = False
         self.last_activity = time.monotonic()
 
-    def push(self, text: str) -> None:
-        self._pending.append(text)
+    def push(self, text: str, message_id: str | None = None) -> None:
+        self._pending.append(DeveloperMessage(text, message_id))
 
-    def queue(self, text: str) -> None:
-        self._queued.append(text)
+    def queue(self, text: str, message_id: str | None = None) -> None:
+        self._queued.append(DeveloperMessage(text, message_id))
 
     def drain(self) -> list[str]:
+        """The steers' texts (their ids are forgotten: see :meth:`drain_messages`)."""
+        return [message.text for message in self.drain_messages()]
+
+    def drain_messages(self) -> list[DeveloperMessage]:
         items = list(self._pending)
         self._pending.clear()
         return items
@@ -212,9 +233,16 @@ class SteeringChannel:
         return items
 
     def drain_queued(self) -> list[str]:
+        return [message.text for message in self.drain_queued_messages()]
+
+    def drain_queued_messages(self) -> list[DeveloperMessage]:
         items = list(self._queued)
         self._queued.clear()
         return items
+
+    def leftovers(self) -> list[DeveloperMessage]:
+        """Every developer message not taken yet (steers first, then queued ones)."""
+        return [*self.drain_messages(), *self.drain_queued_messages()]
 
     @property
     def pending(self) -> int:
@@ -224,15 +252,17 @@ class SteeringChannel:
     def queued(self) -> int:
         return len(self._queued)
 
-    def interrupt(self, text: str | None = None) -> None:
+    def interrupt(self, text: str | None = None, message_id: str | None = None) -> None:
         """Cancel what the phase is doing now; ``text`` goes to the model right after."""
         if text:
-            self._pending.append(text)
+            self._pending.append(DeveloperMessage(text, message_id))
+        self._acknowledged.clear()
         self._interrupt.set()
 
     def request_pause(self, *, urgent: bool = False) -> None:
         self.pause_requested = True
         if urgent:
+            self._acknowledged.clear()
             self._interrupt.set()
 
     @property
@@ -240,7 +270,29 @@ class SteeringChannel:
         return self._interrupt.is_set()
 
     def clear_interrupt(self) -> None:
+        """The executor took the interrupt (or it is moot): acknowledge it."""
         self._interrupt.clear()
+        self._acknowledged.set()
+
+    def acknowledge_interrupt(self) -> None:
+        """The executor has started acting on the interrupt (it cancelled what ran)."""
+        self._acknowledged.set()
+
+    def withdraw_interrupt(self) -> None:
+        """Nobody took the interrupt: drop it (its text stays, delivered as a steer)."""
+        self.clear_interrupt()
+
+    async def wait_acknowledged(self, seconds: float) -> bool:
+        """Whether the executor took the interrupt within ``seconds``."""
+        try:
+            await asyncio.wait_for(self._acknowledged.wait(), seconds)
+        except TimeoutError:
+            return False
+        return True
+
+    def close(self) -> None:
+        """The phase is over: nothing waits for an acknowledgement any more."""
+        self._acknowledged.set()
 
     async def wait_interrupt(self) -> None:
         await self._interrupt.wait()

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from engine.errors import CoroError
 from engine.executors import ExecutorRegistry, assign
 from engine.phase import (
+    DeveloperMessage,
     PhaseExecutor,
     PhaseRequest,
     PhaseResult,
@@ -35,6 +36,7 @@ from engine.prompt import (
     WorkspaceLayout,
     completion_gate_pr_prompt,
     completion_gate_prompt,
+    developer_message_prompt,
     select_kickoff,
 )
 from engine.scm._events import PR_DECLINED
@@ -60,7 +62,15 @@ if TYPE_CHECKING:
     from engine.tools.mcp_bridge import DomainSession
     from engine.workflow import PhaseConfig, Workflow
 
-__all__ = ["CHECKPOINT_PREFIX", "JobRunner", "OpenToolbox", "RunOutcome", "budget_exceeded"]
+__all__ = [
+    "CHECKPOINT_PREFIX",
+    "JobRunner",
+    "OpenToolbox",
+    "RunOutcome",
+    "budget_exceeded",
+    "fold_message",
+    "undelivered_messages",
+]
 
 #: Opens the phase's tools: ``(context, allowed names or None) -> async context of a ToolBox``.
 OpenToolbox = Callable[["ToolContext", "set[str] | None"], AbstractAsyncContextManager["ToolBox"]]
@@ -77,6 +87,34 @@ class RunOutcome:
     """How a run stopped: the job's status when it did."""
 
     status: JobStatus
+
+
+def fold_message(job: Job, text: str, message_id: str | None) -> None:
+    """Add a developer message to what the job's next kickoff sends (``pending_prompt``)."""
+    prompt = developer_message_prompt(text)
+    job.pending_prompt = f"{job.pending_prompt}\n\n{prompt}" if job.pending_prompt else prompt
+    ids = job.pending_message_ids or []
+    if message_id is not None and message_id not in ids:
+        job.pending_message_ids = [*ids, message_id]
+
+
+async def undelivered_messages(store: StateBackend, job_id: str) -> dict[str, str]:
+    """The job's accepted messages with neither a delivery nor a drop: id → text, oldest
+    first (only the ``message_*`` events are read)."""
+    kinds = (EventKind.MESSAGE_ACCEPTED, EventKind.MESSAGE_DELIVERED, EventKind.MESSAGE_DROPPED)
+    open_: dict[str, str] = {}
+    after = 0
+    while True:
+        batch = await store.read_events(job_id, after_seq=after, limit=1000, kinds=kinds)
+        for event in batch:
+            message_id = str(event.data.get("messageId"))
+            if event.kind == EventKind.MESSAGE_ACCEPTED:
+                open_[message_id] = str(event.data.get("text", ""))
+            else:
+                open_.pop(message_id, None)
+        if len(batch) < 1000:
+            return open_
+        after = batch[-1].seq
 
 
 def budget_exceeded(job: Job, config: LocalConfig) -> str | None:
@@ -132,6 +170,9 @@ class JobRunner:
         self._prompts = PromptBuilder()
         self._why: dict[str, str] = {}  # why a job's next phase was chosen, until announced
         self._steering: dict[str, SteeringChannel] = {}
+        self._active: set[str] = set()  # jobs in a run (a phase may not be running)
+        self._held: dict[str, list[DeveloperMessage]] = {}  # sent between two phases
+        self._leftovers: dict[str, list[DeveloperMessage]] = {}  # not taken by the last phase
         self._draining = False
         self.inbound: InboundRouter | None = None  # set by the engine
         self.scm: ScmRegistry | None = None  # set by the engine
@@ -144,6 +185,34 @@ class JobRunner:
     def steering(self, job_id: str) -> SteeringChannel | None:
         """The steering channel of the job's running phase, if a phase is running."""
         return self._steering.get(job_id)
+
+    def post(self, job_id: str, mode: str, text: str, message_id: str | None) -> bool:
+        """Hand a developer message to the job's run: to the running phase's steering
+        channel, or (between two phases) to the next phase's first request. False when the
+        job is not in a run here (the caller folds it into the job's ``pending_prompt``)."""
+        steering = self._steering.get(job_id)
+        if steering is not None:
+            if mode == "queue":
+                steering.queue(text, message_id)
+            elif mode == "urgent":
+                steering.interrupt(text, message_id)
+            else:
+                steering.push(text, message_id)
+            return True
+        if job_id in self._active:
+            self._held.setdefault(job_id, []).append(DeveloperMessage(text, message_id))
+            return True
+        return False
+
+    async def drop_undelivered(self, job: Job, reason: str) -> None:
+        """Record ``message_dropped`` for every message of the job that never reached it."""
+        lost = await undelivered_messages(self.store, job.id)
+        if lost:
+            await self.store.append_events(job.id, [
+                (EventKind.MESSAGE_DROPPED, {"messageId": message_id, "reason": reason})
+                for message_id in lost
+            ])  # fmt: skip
+        job.pending_message_ids = None
 
     # -- transitions ----------------------------------------------------------------------------
     async def _log(self, job: Job, line: str) -> None:
@@ -158,6 +227,9 @@ class JobRunner:
         """
         before = job.status
         job.status = JobStatus(status)
+        if job.status.is_terminal and not before.is_terminal:
+            await self.drop_undelivered(job, f"the job ended ({job.status.value}) before the "
+                                        "message reached the agent")  # fmt: skip
         await self.store.save_job(job)
         if before != job.status:
             data = {"from": before.value, "to": job.status.value}
@@ -213,9 +285,12 @@ class JobRunner:
         job = await self.store.get_job(job_id)
         if job is None:
             raise CoroError(f"no job {job_id!r}")
+        self._active.add(job.id)
         try:
             async with self._external_servers(job) as external, self._domain() as domain:
-                return await self._loop(job, external, domain)
+                outcome = await self._loop(job, external, domain)
+            await self._keep_held(job)
+            return outcome
         except asyncio.CancelledError:
             await self.store.flush()
             raise
@@ -226,6 +301,24 @@ class JobRunner:
             log.exception("job %s crashed in the runner", job.id)
             await self._escalate(job, f"the runner hit an internal error: {exc!r}")
             return RunOutcome(job.status)
+        finally:
+            self._active.discard(job.id)
+            self._held.pop(job.id, None)
+            self._leftovers.pop(job.id, None)
+
+    async def _keep_held(self, job: Job) -> None:
+        """Messages sent after the run's last phase: the next kickoff takes them, or, when
+        the job is over, they are dropped."""
+        held = self._held.pop(job.id, [])
+        if not held:
+            return
+        if job.status.is_terminal:
+            await self.drop_undelivered(job, f"the job ended ({job.status.value}) before the "
+                                        "message reached the agent")  # fmt: skip
+            return
+        for message in held:
+            fold_message(job, message.text, message.message_id)
+        await self.store.save_job(job, durable=True)
 
     async def _escalate(self, job: Job, message: str) -> None:
         fresh = await self.store.get_job(job.id)
@@ -435,6 +528,15 @@ class JobRunner:
         if external is not None:
             context.external_tools = external.restrict(allowed)
         steering = self._steering[job.id] = SteeringChannel()
+        for message in self._held.pop(job.id, []):
+            steering.push(message.text, message.message_id)
+        if job.pending_message_ids and job.pending_prompt:
+            # The kickoff (the first request) carries the messages folded into it.
+            await self.store.append_events(job.id, [
+                (EventKind.MESSAGE_DELIVERED, {"messageId": message_id, "turn": 1})
+                for message_id in job.pending_message_ids
+            ])  # fmt: skip
+            job.pending_message_ids = None
         delivered = False
         try:
             if self.inbound is not None:
@@ -472,6 +574,10 @@ class JobRunner:
                 stamp_merged(job, steering.merged_prs)  # saved with the phase's end
         finally:
             self._steering.pop(job.id, None)
+            steering.close()
+            leftovers = [m for m in steering.leftovers() if m.message_id is not None]
+            if leftovers:  # carried over to the next kickoff (see _after_phase)
+                self._leftovers[job.id] = leftovers
             if steering.inbox_ids:
                 # Delivered events are done once the phase that got them ends; otherwise
                 # they go back, to be delivered again (at least once, never lost).
@@ -540,6 +646,13 @@ class JobRunner:
             job.conversation_history = result.conversation
         job.session_id = None if signals.new_session_reason else result.session_id
         job.pending_prompt = None  # it was delivered with this phase's kickoff
+        job.pending_message_ids = None
+        carried = self._leftovers.pop(job.id, [])
+        for message in carried:  # sent too late for this phase: the next kickoff has them
+            fold_message(job, message.text, message.message_id)
+        if carried:
+            await self._log(job, f"[steering] {len(carried)} message(s) the phase ended "
+                            "before delivering go with the next kickoff")  # fmt: skip
         await self._account(job, phase, result)  # commits: the phase boundary is durable
         if result.stop_reason == "rate_limited" and result.rate_limit is not None:
             job.rate_limit_info = result.rate_limit
@@ -667,7 +780,8 @@ class JobRunner:
             await self.store.flush()
             return True
         make = completion_gate_prompt if open_items else completion_gate_pr_prompt
-        job.pending_prompt = make(job, attempt=job.completion_gate_blocks, max_attempts=cap)
+        gate = make(job, attempt=job.completion_gate_blocks, max_attempts=cap)
+        job.pending_prompt = f"{gate}\n\n{job.pending_prompt}" if job.pending_prompt else gate
         return False
 
     async def _complete(self, job: Job) -> None:

@@ -26,7 +26,13 @@ from engine.errors import ConfigError, CoroError
 from engine.executors import ExecutorRegistry
 from engine.overlay import OverlayManager
 from engine.paths import CoroPaths
-from engine.runner import CHECKPOINT_PREFIX, JobRunner, OpenToolbox
+from engine.runner import (
+    CHECKPOINT_PREFIX,
+    JobRunner,
+    OpenToolbox,
+    fold_message,
+    undelivered_messages,
+)
 from state import (
     EventKind,
     Job,
@@ -39,6 +45,7 @@ from state import (
 
 if TYPE_CHECKING:
     from engine.inbound import InboundRouter
+    from engine.phase import SteeringChannel
     from engine.polling import PrPoller
     from engine.scm.registry import ScmRegistry
 
@@ -61,6 +68,9 @@ def _slug(text: str) -> str:
 
 class Engine:
     """Owns everything that runs jobs in this process.
+
+    ``interrupt_ack_seconds``: how long an urgent message waits for the executor to take its
+    interrupt before it is left queued as a steer.
 
     Args:
         home: ``CORO_HOME`` (default: from the environment).
@@ -102,6 +112,8 @@ class Engine:
         self._config_fingerprint: ConfigFingerprint | None = None
         self.config_listeners: list[Callable[[bool], None]] = []
         """Called after every reload attempt with whether the new config was applied."""
+        self.interrupt_ack_seconds = 10.0
+        self._ack_waits: set[asyncio.Task[None]] = set()
 
     @property
     def store(self) -> StateBackend:
@@ -169,6 +181,8 @@ class Engine:
         for handle in self._timers.values():
             handle.cancel()
         self._timers.clear()
+        for wait in list(self._ack_waits):
+            wait.cancel()
         assert self.dispatcher is not None and self.runner is not None
         self.runner.drain()
         cut = await self.dispatcher.close(grace=grace)
@@ -214,6 +228,7 @@ class Engine:
         """Resume jobs a previous process left mid-phase or queued; re-arm rate-limit timers."""
         jobs = await self.store.list_jobs()
         for job in reversed(jobs):  # oldest first, so queued jobs keep their order
+            job = await self._restore_messages(job)
             if job.status.is_running:
                 await self.store.append_event(
                     job.id,
@@ -230,6 +245,28 @@ class Engine:
                 self._dispatch(job.id)
             elif job.status is JobStatus.AWAITING_RATE_LIMIT:
                 self._arm_rate_limit(job)
+
+    async def _restore_messages(self, job: Job) -> Job:
+        """Nothing is lost: a message accepted but neither delivered nor dropped (the runner
+        stopped before it reached the agent) goes with the job's next kickoff, or is dropped
+        when the job is over."""
+        lost = await undelivered_messages(self.store, job.id)
+        missing = {k: v for k, v in lost.items() if k not in (job.pending_message_ids or ())}
+        if not missing:
+            return job
+        assert self.runner is not None
+        if job.status.is_terminal:
+            await self.runner.drop_undelivered(
+                job, f"the job ended ({job.status.value}) before the message reached the agent"
+            )
+            return job
+        for message_id, text in missing.items():
+            fold_message(job, text, message_id)
+        await self.store.save_job(job, durable=True)
+        await self.store.append_event(job.id, EventKind.LOG, {
+            "line": f"[steering] {len(missing)} undelivered message(s) go with the next kickoff"
+        })  # fmt: skip
+        return job
 
     def _arm_rate_limit(self, job: Job) -> None:
         info = job.rate_limit_info
@@ -361,7 +398,12 @@ class Engine:
         return job
 
     async def approve(
-        self, job_id: str, *, by: str | None = None, message: str | None = None
+        self,
+        job_id: str,
+        *,
+        by: str | None = None,
+        message: str | None = None,
+        message_id: str | None = None,
     ) -> Job:
         """Release a job parked at an interactive checkpoint."""
         job = await self._require(job_id)
@@ -370,6 +412,8 @@ class Engine:
                 f"job {job_id} is {job.status.value}, not waiting at a checkpoint; "
                 "there is nothing to approve"
             )
+        if message and message_id is not None:  # the approval block of the kickoff has it
+            job.pending_message_ids = [*(job.pending_message_ids or []), message_id]
         assert self.runner is not None
         if await self.runner.approve(job, by=by, message=message):
             self._dispatch(job.id)
@@ -382,6 +426,7 @@ class Engine:
         from_phase: str | None = None,
         clear_session: bool = False,
         message: str | None = None,
+        message_id: str | None = None,
     ) -> Job:
         """Start a parked, escalated or failed job again (optionally at another phase)."""
         job = await self._require(job_id)
@@ -391,7 +436,7 @@ class Engine:
                 "can be resumed"
             )
         if (job.awaiting_event or "").startswith(CHECKPOINT_PREFIX) and from_phase is None:
-            return await self.approve(job_id, message=message)
+            return await self.approve(job_id, message=message, message_id=message_id)
         if from_phase is not None:
             workflow = self.overlays.load_workflow(job.id, job.workflow_path)
             workflow.phase(from_phase)
@@ -400,9 +445,7 @@ class Engine:
             job.conversation_history = []
             job.session_id = None
         if message:
-            from engine.prompt import developer_message_prompt
-
-            job.pending_prompt = developer_message_prompt(message)
+            fold_message(job, message, message_id)
         job.awaiting_event = None
         job.awaiting_pr_id = None
         job.escalation_message = None
@@ -450,21 +493,30 @@ class Engine:
             job_id, EventKind.MESSAGE_ACCEPTED, {"messageId": message_id, "mode": mode,
                                                  "text": text}
         )  # fmt: skip
-        steering = self.runner.steering(job_id) if self.runner is not None else None
-        if steering is not None:
-            {"queue": steering.queue, "steer": steering.push, "urgent": steering.interrupt}[mode](
-                text
-            )
+        assert self.runner is not None
+        steering = self.runner.steering(job_id)
+        if self.runner.post(job_id, mode, text, message_id):
+            if mode == "urgent" and steering is not None:
+                wait = asyncio.create_task(self._await_interrupt(job_id, steering))
+                self._ack_waits.add(wait)
+                wait.add_done_callback(self._ack_waits.discard)
             return message_id
         if job.status.is_resumable:
-            await self.resume(job_id, message=text)
+            await self.resume(job_id, message=text, message_id=message_id)
             return message_id
-        from engine.prompt import developer_message_prompt
-
-        prompt = developer_message_prompt(text)
-        job.pending_prompt = f"{job.pending_prompt}\n\n{prompt}" if job.pending_prompt else prompt
+        fold_message(job, text, message_id)
         await self.store.save_job(job, durable=True)
         return message_id
+
+    async def _await_interrupt(self, job_id: str, steering: SteeringChannel) -> None:
+        """An interrupt the executor does not take in time becomes a steer."""
+        if await steering.wait_acknowledged(self.interrupt_ack_seconds):
+            return
+        steering.withdraw_interrupt()
+        await self.store.append_event(job_id, EventKind.LOG, {
+            "line": f"[control] interrupt not acknowledged after {self.interrupt_ack_seconds:g} "
+                    "s; the message stays queued"
+        })  # fmt: skip
 
     async def pause(self, job_id: str) -> Job:
         """Park a job as ``awaiting-developer-input``, keeping its session.
@@ -481,7 +533,7 @@ class Engine:
             return job
         assert self.dispatcher is not None and self.runner is not None
         await self.dispatcher.cancel(job_id)
-        job = await self._require(job_id)
+        job = await self._restore_messages(await self._require(job_id))
         if job.status.is_parked or job.status.is_terminal:
             return job
         await self.runner.park(

@@ -248,6 +248,8 @@ class Job(WireModel):
     checkpoint_approval: CheckpointApproval | None = None
     escalation_message: str | None = None
     pending_prompt: str | None = None
+    pending_message_ids: list[str] | None = None
+    """The developer messages folded into ``pending_prompt`` (delivered with its kickoff)."""
     rate_limit_info: RateLimitInfo | None = None
     completion_gate_blocks: int = 0
 

@@ -19,6 +19,7 @@ from engine.errors import ProviderError, ProviderRateLimited, ProviderRefused, P
 from engine.phase import (
     ChatRequest,
     ChatResult,
+    DeveloperMessage,
     PhaseRequest,
     PhaseResult,
     SteeringChannel,
@@ -149,7 +150,7 @@ class AnthropicExecutor:
         while True:
             if usage.num_turns >= cap:
                 return result("turn_cap", error=f"reached the cap of {cap} model turns")
-            self._deliver_steering(request, messages)
+            await self._deliver_steering(request, messages, usage.num_turns + 1)
             params = {
                 "model": request.model,
                 "max_tokens": config.llm.max_output_tokens,
@@ -177,11 +178,12 @@ class AnthropicExecutor:
             uses = conv.tool_uses(messages[-1])
             if not uses:
                 await self._persist(request, messages)
-                queued = steering.drain_queued()
                 if steering.pause_requested:
                     return result("interrupted", error="paused by developer")
+                queued = steering.drain_queued_messages()
                 if queued:
-                    conv.add_user_text(messages, _developer(queued))
+                    conv.add_user_text(messages, _developer([m.text for m in queued]))
+                    await _record_delivered(request, queued, usage.num_turns + 1)
                     await request.context.log(f"[steering] {len(queued)} queued message(s) "
                                               "delivered at the end of the turn")  # fmt: skip
                     continue
@@ -197,13 +199,18 @@ class AnthropicExecutor:
                 return result("interrupted", error="paused by developer")
             steering.clear_interrupt()
 
-    def _deliver_steering(self, request: PhaseRequest, messages: list[dict[str, Any]]) -> None:
+    async def _deliver_steering(
+        self, request: PhaseRequest, messages: list[dict[str, Any]], turn: int
+    ) -> None:
+        """Put the inbound events and the developer's steers into the next request (model
+        call number ``turn`` of the phase) and record each message's delivery."""
         parts = request.steering.drain_events()
-        texts = request.steering.drain()
-        if texts:
-            parts.append(_developer(texts))
+        steers = request.steering.drain_messages()
+        if steers:
+            parts.append(_developer([m.text for m in steers]))
         if parts:
             conv.add_user_text(messages, "\n\n".join(parts))
+        await _record_delivered(request, steers, turn)
 
     async def call(
         self,
@@ -367,6 +374,7 @@ async def _interruptible(work: Awaitable[T], steering: SteeringChannel) -> T:
         waiter.cancel()
     if task in done:
         return task.result()
+    steering.acknowledge_interrupt()
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
     raise _Interrupted
@@ -395,6 +403,17 @@ def _rate_limit_info(park: _Park) -> RateLimitInfo:
         source="retry-after" if park.error.retry_after is not None else "backoff",
         last_error_message=park.error.message,
     )
+
+
+async def _record_delivered(request: PhaseRequest, sent: list[DeveloperMessage], turn: int) -> None:
+    events: list[tuple[str, dict[str, Any]]] = [
+        (EventKind.MESSAGE_DELIVERED, {"messageId": m.message_id, "turn": turn})
+        for m in sent
+        if m.message_id is not None
+    ]
+    if events:
+        context = request.context
+        await context.store.append_events(context.job.id, events)
 
 
 def _developer(texts: list[str]) -> str:
