@@ -205,6 +205,9 @@ class SteeringChannel:
         self._acknowledged.set()
         self.pause_requested = False
         self.last_activity = time.monotonic()
+        self.taken_without_receipt: list[str] = []
+        """Ids of messages taken with :meth:`drain`/:meth:`drain_queued` (texts only): the
+        runner records their delivery when the phase ends."""
 
     def push(self, text: str, message_id: str | None = None) -> None:
         self._pending.append(DeveloperMessage(text, message_id))
@@ -213,8 +216,12 @@ class SteeringChannel:
         self._queued.append(DeveloperMessage(text, message_id))
 
     def drain(self) -> list[str]:
-        """The steers' texts (their ids are forgotten: see :meth:`drain_messages`)."""
-        return [message.text for message in self.drain_messages()]
+        """The steers' texts (see :meth:`drain_messages` to record each delivery yourself)."""
+        return self._untracked(self.drain_messages())
+
+    def _untracked(self, messages: list[DeveloperMessage]) -> list[str]:
+        self.taken_without_receipt += [m.message_id for m in messages if m.message_id]
+        return [message.text for message in messages]
 
     def drain_messages(self) -> list[DeveloperMessage]:
         items = list(self._pending)
@@ -233,7 +240,7 @@ class SteeringChannel:
         return items
 
     def drain_queued(self) -> list[str]:
-        return [message.text for message in self.drain_queued_messages()]
+        return self._untracked(self.drain_queued_messages())
 
     def drain_queued_messages(self) -> list[DeveloperMessage]:
         items = list(self._queued)

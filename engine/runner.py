@@ -576,6 +576,11 @@ class JobRunner:
             self._steering.pop(job.id, None)
             steering.close()
             leftovers = [m for m in steering.leftovers() if m.message_id is not None]
+            if steering.taken_without_receipt:  # the executor took them: in this phase
+                await asyncio.shield(self.store.append_events(job.id, [
+                    (EventKind.MESSAGE_DELIVERED, {"messageId": message_id, "turn": None})
+                    for message_id in steering.taken_without_receipt
+                ]))  # fmt: skip
             if leftovers:  # carried over to the next kickoff (see _after_phase)
                 self._leftovers[job.id] = leftovers
             if steering.inbox_ids:

@@ -17,9 +17,11 @@ from typing import Any
 import pytest
 
 from engine.model_server import RecordedRequest, ScriptedModelServer
+from engine.phase import PhaseRequest
 from engine.runtime import ActionRefused, Engine
 from state import Job, JobInput, JobStatus
 from tests.e2e.test_anthropic_job import WORKFLOW_PATH, configure, phase_requests, script
+from tests.support.engine import ScriptedExecutor, write_config, write_intelligence
 
 MARKER = "600.4242"  # the unique argument of this file's long sleeps
 
@@ -399,3 +401,67 @@ async def test_every_message_ends_delivered_or_dropped(engine_for: Any) -> None:
         kind, data = receipts[message_id][-1]
         assert kind == "message_dropped" and "cancelled" in data["reason"]
         assert not _marked()
+
+
+# -- an executor of its own (not the real one): acknowledgement and carry-over -----------------
+
+
+@pytest.fixture
+def scripted_home(coro_home: Path) -> Path:
+    write_intelligence(coro_home)
+    write_config(coro_home)
+    return coro_home
+
+
+async def test_an_unacknowledged_interrupt_stays_queued_as_a_steer(scripted_home: Path) -> None:
+    taken: list[str] = []
+    release = asyncio.Event()
+
+    async def deaf(request: PhaseRequest) -> None:  # never looks at interrupts
+        await release.wait()
+        taken.extend(request.steering.drain())
+
+    executor = ScriptedExecutor({"spec": [deaf]})
+    async with Engine(scripted_home, executors=executor.registry(), watch_config=False) as engine:
+        engine.interrupt_ack_seconds = 0.2
+        job = await engine.create_job(JobInput(workflow_path=WORKFLOW_PATH))
+        async with asyncio.timeout(10):
+            await executor.entered.wait()
+            message_id = await engine.message(job.id, "stop now", mode="urgent")
+            while not any(line.startswith("[control]") for line in
+                          await engine.store.get_log(job.id)):  # fmt: skip
+                await asyncio.sleep(0.02)
+        log = await engine.store.get_log(job.id)
+        assert "[control] interrupt not acknowledged after 0.2 s; the message stays queued" in log
+        steering = engine.runner.steering(job.id) if engine.runner else None
+        assert steering is not None and not steering.interrupted and steering.pending == 1
+        release.set()
+        async with asyncio.timeout(10):
+            await engine.wait_until(job.id)
+        assert taken == ["stop now"]
+        receipts = await _receipts(engine, job.id)
+        _assert_all_settled(receipts)
+        assert receipts[message_id][-1][0] == "message_delivered"
+
+
+async def test_a_steer_the_phase_never_sent_goes_with_the_next_kickoff(
+    scripted_home: Path,
+) -> None:
+    engines: list[Engine] = []
+    sent: list[str] = []
+
+    async def late(request: PhaseRequest) -> None:  # ends its turn without taking the steer
+        sent.append(await engines[0].message(request.job.id, "late note", mode="steer"))
+
+    executor = ScriptedExecutor({"spec": [late]})
+    async with Engine(scripted_home, executors=executor.registry(), watch_config=False) as engine:
+        engines.append(engine)
+        job = await engine.create_job(JobInput(workflow_path=WORKFLOW_PATH))
+        async with asyncio.timeout(10):
+            parked = await engine.wait_until(job.id)
+        assert parked.status is JobStatus.COMPLETE
+        build = [r for r in executor.requests if r.phase.name == "build"]
+        assert "[DEVELOPER MESSAGE]\nlate note" in build[0].kickoff
+        receipts = await _receipts(engine, job.id)
+        _assert_all_settled(receipts)
+        assert receipts[sent[0]][-1] == ("message_delivered", {"messageId": sent[0], "turn": 1})
