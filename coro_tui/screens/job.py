@@ -1,5 +1,5 @@
 """The job screen: one job's phases, live log, work items, PRs, artefacts and usage, and the
-actions a developer takes on it (approve, cancel, resume, copy, export)."""
+actions a developer takes on it (approve, cancel, resume, pause, steer, copy, export)."""
 
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ from coro_tui._clipboard import copy_text
 from coro_tui.client import ClientError
 from coro_tui.screens import _format as fmt
 from coro_tui.widgets import ConfirmDialog, LogPane, PhaseStrip
+from coro_tui.widgets.steering import ActivityLine, MessageInput, MessageList
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
@@ -36,14 +37,16 @@ if TYPE_CHECKING:
     from textual.notifications import SeverityLevel
     from textual.timer import Timer
 
-    from coro_tui.client import EngineClient
+    from coro_tui.client import EngineClient, MessageMode
     from state import Artifact, Job, JobEvent
 
 __all__ = ["RESERVED_KEYS", "JobScreen"]
 
-#: Keys kept free for the actions later issues add here: steering a running job (message,
-#: steer, pause) and plan mode. Nothing on this screen binds them (``s`` is the app's settings).
-RESERVED_KEYS = {"m": "job.message", "M": "job.steer", "p": "job.pause", "P": "job.plan"}
+#: Keys kept free for the actions later issues add here: plan mode. Nothing on this screen binds
+#: them (``s`` is the app's settings).
+RESERVED_KEYS = {"P": "job.plan"}
+#: Events before the log's end read on opening, for what the job is doing and its messages.
+ACTIVITY_BACKLOG = 200
 #: At most this many re-reads of the job a second, however fast its events arrive.
 REFRESH_HZ = 10
 _CHECKPOINT = "developer-input: approval after "
@@ -64,6 +67,14 @@ class JobScreen(Screen[None]):
         Binding("r", "resume", "Resume", id="job.resume",
                 tooltip="Start a parked, escalated or failed job again"),
         Binding("c", "cancel_job", "Cancel", id="job.cancel", tooltip="Stop the job for good"),
+        Binding("m", "message('steer')", "Steer", id="job.steer",
+                tooltip="Send the job a message it sees at its next tool boundary"),
+        Binding("M", "message('queue')", "Queue", id="job.queue", show=False,
+                tooltip="Send the job a message it sees when the model ends its turn"),
+        Binding("exclamation_mark", "message('urgent')", "Urgent", id="job.urgent",
+                tooltip="Stop the model call or tool in flight and send the job a message"),
+        Binding("p", "pause", "Pause", id="job.pause",
+                tooltip="Park the running job at its next safe boundary (r resumes it)"),
         Binding("y", "copy", "Copy", id="job.copy",
                 tooltip="Copy the selected log lines (or those in view), or the artefact shown"),
         Binding("e", "export_log", "Export log", id="job.export",
@@ -106,6 +117,7 @@ class JobScreen(Screen[None]):
         self._artifact_ids: list[str] = []
         self._artifact_text: str | None = None
         self._refresh_timer: Timer | None = None
+        self._log_cursor = 0
         self._last_refresh = 0.0
         self.loaded = False
         """Whether the job and the end of its log have arrived."""
@@ -132,6 +144,9 @@ class JobScreen(Screen[None]):
                 )
             with TabPane("Usage", id="tab-usage"):
                 yield DataTable(id="usage-table", cursor_type="row", zebra_stripes=True)
+        yield ActivityLine(id="job-activity")
+        yield MessageList(id="job-messages")
+        yield MessageInput(id="job-message")
         yield Footer()
 
     @property
@@ -157,18 +172,34 @@ class JobScreen(Screen[None]):
         self.loaded = True
         if not self._live:
             return
+        self._log_cursor = cursor
         try:
-            async for batch in self.client.job_events(self.job_id, after=cursor):
+            after = max(0, cursor - ACTIVITY_BACKLOG)
+            async for batch in self.client.job_events(self.job_id, after=after):
                 self._take(batch)
         except ClientError as exc:
             self._say(f"live updates stopped: {exc.message}", title=self.job_id,
                         severity="error")  # fmt: skip
 
     def _take(self, batch: list[JobEvent]) -> None:
-        lines = [str(e.data.get("line", "")) for e in batch if e.kind == "log"]
+        cursor = self._log_cursor
+        lines: list[str] = []
+        other = False
+        activity = self.query_one("#job-activity", ActivityLine)
+        messages = self.query_one("#job-messages", MessageList)
+        for event in batch:
+            if event.kind == "log":
+                if event.seq > cursor:  # the backlog's lines are shown already
+                    lines.append(str(event.data.get("line", "")))
+                continue
+            other = True
+            activity.take(event)
+            said = messages.take(event)
+            if said is not None and event.seq > cursor:
+                lines.append(said)
         if lines:
             self.log_pane.write(lines)
-        if len(lines) < len(batch):
+        if other and batch[-1].seq > cursor:
             self._schedule_refresh()
 
     def _schedule_refresh(self) -> None:
@@ -198,6 +229,7 @@ class JobScreen(Screen[None]):
             title.append(f"  {fmt.repo(job)}", style="dim")
         self.query_one("#job-title", Static).update(title)
         self.query_one("#job-phases", PhaseStrip).show_job(job)
+        self.query_one("#job-activity", ActivityLine).set_running(job.status.is_running)
         self._draw_alert(job)
         self._draw_work(job)
         self._draw_artifacts(job)
@@ -338,6 +370,34 @@ class JobScreen(Screen[None]):
 
     def action_resume(self) -> None:
         self._act("Resume", lambda: self.client.resume(self.job_id), "resumed {id}")
+
+    def action_pause(self) -> None:
+        self._act("Pause", lambda: self.client.pause(self.job_id),
+                  "pausing {id}: it parks at its next safe boundary")  # fmt: skip
+
+    def action_message(self, mode: MessageMode) -> None:
+        self.query_one("#job-message", MessageInput).open(mode)
+
+    @on(MessageInput.Submitted, "#job-message")
+    def _message_submitted(self, event: MessageInput.Submitted) -> None:
+        line = self.query_one("#job-message", MessageInput)
+        text, mode = event.value.strip(), line.mode
+        line.close()
+        self.log_pane.log_widget.focus()
+        if not text:
+            return
+
+        async def send() -> None:
+            try:
+                await self.client.send_message(self.job_id, text, mode)
+            except ClientError as exc:
+                self._say(exc.message, title="Message refused", severity="error")
+
+        self.run_worker(send(), group="job-message")
+
+    @on(MessageInput.Closed)
+    def _message_closed(self) -> None:
+        self.log_pane.log_widget.focus()
 
     def action_cancel_job(self) -> None:
         def answered(yes: bool | None) -> None:
