@@ -95,7 +95,8 @@ class MessageList(Static):
                 del self.messages[next(iter(self.messages))]
             line = f"{MARK} you ({sent.mode}): {sent.text}  [accepted]"
         elif event.kind == "message_delivered":
-            state = f"delivered at turn {data.get('turn', '?')}"
+            turn = data.get("turn")
+            state = "delivered" if turn is None else f"delivered at turn {turn}"
             line = self._receipt(message_id, state)
         elif event.kind == "message_dropped":
             state = f"dropped: {data.get('reason') or 'no reason given'}"

@@ -221,3 +221,70 @@ def test_an_attached_tui_sees_and_approves_a_headless_runners_job(
         runner.wait(30)
         if runner.stdout is not None:
             runner.stdout.close()
+
+
+STEER_SCRIPT = """
+phases:
+  spec:
+    - tool_calls: [{name: Bash, input: {command: "sleep 6"}}]
+    - text: "Spec done."
+  build:
+    - text: "Built."
+  review:
+    - text: "Reviewed."
+"""
+
+
+def test_a_steer_message_is_typed_on_a_running_jobs_screen_and_delivered(
+    coro_home: Path, tmp_path: Path
+) -> None:
+    """``m`` on the job screen of a job whose phase runs a tool: the line says what it runs,
+    the message is accepted at once and delivered with the model's next turn."""
+    write_intelligence(coro_home)
+    script = tmp_path / "steer.yaml"
+    script.write_text(STEER_SCRIPT)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "coro_tui", "model-server", "--script", str(script), "--port", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    assert server.stdout is not None
+    url = server.stdout.readline().strip()
+    config = {
+        "llm": {"defaultProvider": "anthropic", "apiKey": "sk-test-tmux", "baseUrl": url},
+        "server": {"port": free_port()},
+        "jobs": {"idleWatchdog": {"enabled": False}},
+    }
+    (coro_home / "config.json").write_text(json.dumps(config))
+    env = {**os.environ, "CORO_HOME": str(coro_home), "TERM": "xterm-256color"}
+    env.pop("CORO_URL", None)
+    anchor = Terminal(["sleep", "600"], env)
+    tui = Terminal([sys.executable, "-m", "coro_tui"], env)
+    try:
+        tui.wait_for(lambda s: "Runs —" in s, "the runs screen")
+        submitted = subprocess.run(
+            [sys.executable, "-m", "coro_tui", "job", "--repo", "svc", "--reviewers", "ana",
+             "--description", "Limit requests", "--workflow", "workflows/test/workflow.md",
+             "--no-stream", "--json"],
+            env=env, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert submitted.returncode == 0, submitted.stderr
+        job_id = json.loads(submitted.stdout)["jobId"]
+        tui.wait_for(lambda s: job_id[:15] in s, "the job in the runs list")
+        tui.keys("Enter")
+        tui.wait_for(lambda s: "now: tool Bash: sleep 6" in s, "the tool in flight")
+
+        tui.keys("m")
+        tui.wait_for(lambda s: "message (steer)" in s, "the message line")
+        tui.keys("-l", "add a changelog entry")
+        tui.keys("Enter")
+        tui.wait_for(
+            lambda s: "you (steer): add a changelog entry  [accepted]" in s, "the message accepted"
+        )
+        tui.wait_for(lambda s: "add a changelog entry  [delivered at turn" in s,
+                     "the message delivered with the next turn", within=30)  # fmt: skip
+    finally:
+        tui.close()
+        anchor.close()
+        server.terminate()
+        server.wait(10)
+        server.stdout.close()
