@@ -6,7 +6,10 @@ Figures (from the TUI issue):
 - key press → handled while the job screen receives 10,000 log lines a second: p95 <= 60 ms,
   max <= 100 ms, no key lost;
 - the log pane's memory stays bounded over a 100,000-line run;
-- 50 running jobs with the runs screen open: key p95 <= 60 ms.
+- 50 running jobs with the runs screen open: key p95 <= 60 ms;
+- steering: ``m``, a message typed and ``enter`` on the job screen → its ``message_accepted``
+  event committed in the store: median and p95 < 50 ms; an urgent message → the tool's
+  process (``sleep 600`` under the real ``Bash`` tool) gone: p99 over 50 trials < 1 s.
 
 Start-up runs real processes in a real terminal (tmux) and polls ``capture-pane`` every 5 ms for
 the first frame's text. Key latency is measured in-process with Textual's pilot: the time from
@@ -260,7 +263,180 @@ async def bench_many_jobs(root: Path, jobs: int = 50) -> list[Figure]:
     ]  # fmt: skip
 
 
-# -- 3. log pane memory --------------------------------------------------------------------------
+# -- 3. steering ---------------------------------------------------------------------------------
+STEER_TRIALS = 50
+
+
+def _hold(stop: asyncio.Event) -> Any:
+    """A visit that keeps the phase running until ``stop`` is set."""
+    from engine.phase import PhaseRequest, PhaseResult
+    from state import PhaseUsage
+
+    async def visit(request: PhaseRequest) -> PhaseResult:
+        while not stop.is_set():
+            await asyncio.sleep(0.01)
+        return PhaseResult(stop_reason="end_turn", usage=PhaseUsage(phase=request.phase.name))
+
+    return visit
+
+
+def _send(app: Any, character: str) -> None:
+    """One keystroke into the driver's queue, as the terminal sends it."""
+    from textual import events
+    from textual.keys import _character_to_key
+
+    key = "enter" if character == "\r" else _character_to_key(character)
+    event = events.Key(key, character)
+    event.set_sender(app)
+    app._driver.send_message(event)
+
+
+async def bench_steer_key(root: Path) -> list[Figure]:
+    """``m`` sent to the driver; once the message line has focus (what the developer waits
+    for before typing), the text and ``enter``; timed from ``enter`` until the store commits
+    the ``message_accepted`` event (seen by a store subscriber)."""
+    from coro_tui.client import LocalClient
+    from coro_tui.screens.job import JobScreen
+    from coro_tui.widgets.steering import MessageInput
+    from state import JobInput
+
+    engine, executor = await _engine(root)
+    stop = asyncio.Event()
+    executor.script["spec"] = [_hold(stop)]
+    job = await engine.create_job(
+        JobInput(workflow_path="workflows/test/workflow.md"), job_id="steer"
+    )
+    await engine.wait_until(job.id, lambda j: j.phase == "spec" and j.status.is_running)
+    client = LocalClient(engine)
+    screen = JobScreen(client, job.id)
+    app = _bench_app(screen)
+    committed: dict[str, float] = {}
+    arrived = asyncio.Event()
+
+    async def watch() -> None:
+        async for batch in engine.store.subscribe(
+            job.id, after=await engine.store.last_seq(job.id)
+        ):
+            for event in batch:
+                if event.kind == "message_accepted":
+                    committed[event.data["text"]] = time.perf_counter()
+                    arrived.set()
+
+    watcher = asyncio.create_task(watch())
+    lags: list[float] = []
+    opened: list[float] = []
+    try:
+        async with app.run_test(size=(120, 40)) as pilot:
+            await pilot.pause(0.5)
+            line = screen.query_one("#job-message", MessageInput)
+            for n in range(STEER_TRIALS):
+                text = f"steer{n:03d}"
+                arrived.clear()
+                began = time.perf_counter()
+                _send(app, "m")
+                while not line.has_focus:  # the line is open: the developer sees it and types
+                    await asyncio.sleep(0.0005)
+                opened.append((time.perf_counter() - began) * 1000)
+                for character in text:
+                    _send(app, character)
+                sent = time.perf_counter()
+                _send(app, "\r")
+                try:
+                    await asyncio.wait_for(arrived.wait(), 5)
+                except TimeoutError:
+                    lags.append(5000.0)
+                    continue
+                lags.append((committed[text] - sent) * 1000)
+                await asyncio.sleep(
+                    0.3
+                )  # the screen has redrawn the job: a developer reads, then writes again
+    finally:
+        stop.set()
+        watcher.cancel()
+        await asyncio.gather(watcher, return_exceptions=True)
+        await client.aclose()
+        await engine.stop(grace=1)
+    med, p95 = median(lags), p(lags, 0.95)
+    note = (
+        f"{STEER_TRIALS} messages of 8 characters; max {max(lags):.1f} ms; m → message "
+        f"line focused: median {median(opened):.1f} ms, p95 {p(opened, 0.95):.1f} ms"
+    )
+    return [
+        Figure("steer: enter → message_accepted committed (median)", med, "ms", "< 50 ms",
+               med < 50, note=note),
+        Figure("steer: enter → message_accepted committed: p95", p95, "ms", "< 50 ms",
+               p95 < 50),
+    ]  # fmt: skip
+
+
+async def bench_urgent_interrupt(root: Path, trials: int = STEER_TRIALS) -> list[Figure]:
+    """``Engine.message(..., mode="urgent")`` while the phase's ``Bash`` tool runs
+    ``sleep 600``, until that process is gone (``os.kill(pid, 0)`` fails)."""
+    from engine.phase import PhaseRequest, PhaseResult
+    from state import EventKind, PhaseUsage
+
+    engine, executor = await _engine(root)
+    pidfile = root / "tool.pid"
+    started = asyncio.Event()
+    done = asyncio.Event()
+
+    async def visit(request: PhaseRequest) -> PhaseResult:
+        steering = request.steering
+        for n in range(trials):
+            await request.context.emit(EventKind.TOOL_CALL, {"id": f"toolu_{n}", "name": "Bash",
+                                       "input": {"command": "sleep 600"}})  # fmt: skip
+            command = f"echo $$ > {pidfile}.tmp && mv {pidfile}.tmp {pidfile} && exec sleep 600"
+            call = asyncio.ensure_future(request.tools.call("Bash", {"command": command}))
+            interrupt = asyncio.ensure_future(steering.wait_interrupt())
+            started.set()
+            await asyncio.wait({call, interrupt}, return_when=asyncio.FIRST_COMPLETED)
+            call.cancel()  # the Bash tool kills its process group as it unwinds
+            await asyncio.gather(call, return_exceptions=True)
+            interrupt.cancel()
+            steering.clear_interrupt()
+            steering.drain()
+        done.set()
+        return PhaseResult(stop_reason="end_turn", usage=PhaseUsage(phase=request.phase.name))
+
+    executor.script["spec"] = [visit]
+    from state import JobInput
+
+    job = await engine.create_job(
+        JobInput(workflow_path="workflows/test/workflow.md"), job_id="urgent"
+    )
+    gone: list[float] = []
+    try:
+        for _ in range(trials):
+            await asyncio.wait_for(started.wait(), 10)
+            started.clear()
+            while not pidfile.exists():
+                await asyncio.sleep(0.001)
+            pid = int(pidfile.read_text())
+            pidfile.unlink()
+            os.kill(pid, 0)  # it runs
+            began = time.perf_counter()
+            await engine.message(job.id, "stop that", mode="urgent")
+            while True:
+                try:
+                    os.kill(pid, 0)
+                except ProcessLookupError:
+                    break
+                if time.perf_counter() - began > 10:
+                    raise RuntimeError(f"the tool's process {pid} outlived the interrupt by 10 s")
+                await asyncio.sleep(0.001)
+            gone.append((time.perf_counter() - began) * 1000)
+        await asyncio.wait_for(done.wait(), 10)
+    finally:
+        await engine.stop(grace=1)
+    p99 = p(gone, 0.99)
+    return [
+        Figure(f"urgent message → the tool's process gone: p99 of {trials}", p99, "ms", "< 1 s",
+               p99 < 1000, note=f"median {median(gone):.1f} ms, max {max(gone):.1f} ms; the "
+               "real Bash tool running sleep 600"),
+    ]  # fmt: skip
+
+
+# -- 4. log pane memory --------------------------------------------------------------------------
 async def bench_log_memory(total: int = 100_000, max_lines: int = 5_000) -> list[Figure]:
     from textual.app import App
 
@@ -299,6 +475,8 @@ async def main() -> list[Figure]:
     with tempfile.TemporaryDirectory() as tmp:
         figures += await bench_log_flood(Path(tmp) / "flood")
         figures += await bench_many_jobs(Path(tmp) / "many")
+        figures += await bench_steer_key(Path(tmp) / "steer")
+        figures += await bench_urgent_interrupt(Path(tmp) / "urgent")
     figures += await bench_log_memory()
     return figures
 

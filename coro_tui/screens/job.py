@@ -118,6 +118,9 @@ class JobScreen(Screen[None]):
         self._artifact_text: str | None = None
         self._refresh_timer: Timer | None = None
         self._log_cursor = 0
+        # Kept, not queried: events may still arrive while the screen is being removed.
+        self._activity = ActivityLine(id="job-activity")
+        self._messages = MessageList(id="job-messages")
         self._last_refresh = 0.0
         self.loaded = False
         """Whether the job and the end of its log have arrived."""
@@ -144,8 +147,8 @@ class JobScreen(Screen[None]):
                 )
             with TabPane("Usage", id="tab-usage"):
                 yield DataTable(id="usage-table", cursor_type="row", zebra_stripes=True)
-        yield ActivityLine(id="job-activity")
-        yield MessageList(id="job-messages")
+        yield self._activity
+        yield self._messages
         yield MessageInput(id="job-message")
         yield Footer()
 
@@ -185,8 +188,7 @@ class JobScreen(Screen[None]):
         cursor = self._log_cursor
         lines: list[str] = []
         other = False
-        activity = self.query_one("#job-activity", ActivityLine)
-        messages = self.query_one("#job-messages", MessageList)
+        activity, messages = self._activity, self._messages
         for event in batch:
             if event.kind == "log":
                 if event.seq > cursor:  # the backlog's lines are shown already
@@ -229,7 +231,7 @@ class JobScreen(Screen[None]):
             title.append(f"  {fmt.repo(job)}", style="dim")
         self.query_one("#job-title", Static).update(title)
         self.query_one("#job-phases", PhaseStrip).show_job(job)
-        self.query_one("#job-activity", ActivityLine).set_running(job.status.is_running)
+        self._activity.set_running(job.status.is_running)
         self._draw_alert(job)
         self._draw_work(job)
         self._draw_artifacts(job)
@@ -379,21 +381,19 @@ class JobScreen(Screen[None]):
         self.query_one("#job-message", MessageInput).open(mode)
 
     @on(MessageInput.Submitted, "#job-message")
-    def _message_submitted(self, event: MessageInput.Submitted) -> None:
+    async def _message_submitted(self, event: MessageInput.Submitted) -> None:
         line = self.query_one("#job-message", MessageInput)
-        text, mode = event.value.strip(), line.mode
-        line.close()
-        self.log_pane.log_widget.focus()
-        if not text:
-            return
-
-        async def send() -> None:
+        text = event.value.strip()
+        if text:
+            # Sent before the line closes: closing it redraws the screen, and a refused
+            # message stays in the line to be fixed or sent again.
             try:
-                await self.client.send_message(self.job_id, text, mode)
+                await self.client.send_message(self.job_id, text, line.mode)
             except ClientError as exc:
                 self._say(exc.message, title="Message refused", severity="error")
-
-        self.run_worker(send(), group="job-message")
+                return
+        line.close()
+        self.log_pane.log_widget.focus()
 
     @on(MessageInput.Closed)
     def _message_closed(self) -> None:

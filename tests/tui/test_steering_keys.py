@@ -134,3 +134,16 @@ async def test_the_activity_line_shows_the_tool_in_flight(tui_rig: TuiRig) -> No
             await until(pilot, lambda: not activity.describe().startswith("tool"))
     finally:
         release.set()
+
+
+async def test_a_refused_message_stays_in_the_line(tui_rig: TuiRig) -> None:
+    await tui_rig.finished_job("st-done")
+    app = job_app(tui_rig, "st-done")
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = await opened(pilot)
+        line = screen.query_one("#job-message", MessageInput)
+        await pilot.press("m")
+        await until(pilot, lambda: line.has_focus)
+        await pilot.press(*"too late", "enter")
+        await until(pilot, lambda: app.said("no more messages", "error"))
+        assert line.has_class("-shown") and line.value == "too late"
