@@ -171,7 +171,10 @@ async def test_cancelling_the_call_kills_children_and_grandchildren_within_a_sec
         call = asyncio.create_task(run(box, command))
         pgid = await reporter.next_pgid()
         members = group_members(pgid)
-        assert len(members) >= 4  # bash, sleep, bash (child), sleep (grandchild)
+        async with asyncio.timeout(5):  # the grandchild may not be forked yet
+            while len(members) < 4:  # bash, sleep, bash (child), sleep (grandchild)
+                await asyncio.sleep(0.01)
+                members = group_members(pgid)
         assert box.running_processes == 1
         started = time.monotonic()
         call.cancel()
