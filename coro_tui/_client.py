@@ -17,14 +17,14 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import httpx2
 
+from coro_tui._sse import Frame, parse_frames
 from engine.paths import CoroPaths
 
 __all__ = [
@@ -60,44 +60,6 @@ class ApiRefused(Exception):
         self.status = status
         self.message = message
         self.field = field
-
-
-@dataclass
-class Frame:
-    """One server-sent event."""
-
-    id: str | None = None
-    event: str = "message"
-    data: list[str] = field(default_factory=list)
-
-    @property
-    def text(self) -> str:
-        return "\n".join(self.data)
-
-    def json(self) -> Any:
-        return json.loads(self.text)
-
-
-def parse_frames(lines: Iterable[str]) -> Iterator[Frame]:
-    """SSE frames from the lines of a stream; a frame counts only once its blank line came,
-    so a frame cut by a dropped connection is never yielded (it comes again on resume)."""
-    frame = Frame()
-    for line in lines:
-        if line == "":
-            if frame.data or frame.id is not None:
-                yield frame
-            frame = Frame()
-            continue
-        if line.startswith(":"):
-            continue  # heartbeat
-        name, _, value = line.partition(":")
-        value = value[1:] if value.startswith(" ") else value
-        if name == "id":
-            frame.id = value
-        elif name == "event":
-            frame.event = value
-        elif name == "data":
-            frame.data.append(value)
 
 
 def _runner_url(paths: CoroPaths) -> str:

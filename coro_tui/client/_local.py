@@ -8,7 +8,6 @@ SSE framing.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
@@ -35,12 +34,9 @@ class LocalClient(RemoteClient):
     def __init__(self, engine: Engine, *, url: str | None = None) -> None:
         import httpx2
 
-        from engine.api._app import ApiSettings, build_app
+        from engine.api import in_process_app
 
-        settings = ApiSettings(
-            mode="tui", runner_id=engine.runner_id, heartbeat=15.0, closing=asyncio.Event()
-        )
-        transport = httpx2.ASGITransport(app=build_app(engine, settings))
+        transport = httpx2.ASGITransport(app=in_process_app(engine))
         super().__init__(
             _IN_PROCESS, "in-process", transport=transport, info=RunnerInfo("local", url)
         )

@@ -12,6 +12,7 @@ import json
 from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any
 
+from coro_tui._sse import FrameParser
 from coro_tui.client._protocol import ClientError, MessageMode, RunnerInfo, WorkflowSummary
 
 if TYPE_CHECKING:
@@ -155,18 +156,23 @@ class RemoteClient:
                         await response.aread()
                         raise _refusal(response)
                     failures = 0
-                    parser = _SseParser()
-                    async for chunk in response.aiter_text():
+                    parser = FrameParser()
+                    rest = ""
+                    async for chunk in response.aiter_text():  # one batch per chunk
+                        *lines, rest = (rest + chunk).split("\n")
                         batch: list[JobEvent] = []
-                        for event, data in parser.feed(chunk):
-                            if event == "done":
+                        for line in lines:
+                            frame = parser.feed(line)
+                            if frame is None:
+                                continue
+                            if frame.event == "done":
                                 if batch:
                                     yield batch
                                 if ends:
                                     return
                                 batch = []
                                 continue
-                            item = JobEvent.model_validate_json(data)
+                            item = JobEvent.model_validate_json(frame.text)
                             after = getattr(item, key)
                             batch.append(item)
                         if batch:
@@ -237,33 +243,3 @@ def _refusal(response: httpx2.Response) -> ClientError:
         status=response.status_code,
         field=str(field) if field else None,
     )
-
-
-class _SseParser:
-    """Incremental SSE parsing: ``(event, data)`` per complete frame; comments skipped."""
-
-    def __init__(self) -> None:
-        self._buffer = ""
-        self._event = "message"
-        self._data: list[str] = []
-
-    def feed(self, chunk: str) -> list[tuple[str, str]]:
-        self._buffer += chunk
-        out: list[tuple[str, str]] = []
-        *lines, self._buffer = self._buffer.split("\n")
-        for raw in lines:
-            line = raw.removesuffix("\r")
-            if line == "":
-                if self._data:
-                    out.append((self._event, "\n".join(self._data)))
-                self._event, self._data = "message", []
-            elif line.startswith(":"):
-                continue
-            else:
-                name, _, value = line.partition(":")
-                value = value.removeprefix(" ")
-                if name == "event":
-                    self._event = value
-                elif name == "data":
-                    self._data.append(value)
-        return out
