@@ -25,6 +25,7 @@ __all__ = [
     "IntelligenceError",
     "LayerEscapeError",
     "ProviderError",
+    "ProviderNotConfigured",
     "ProviderRateLimited",
     "ProviderRefused",
     "ProviderUnavailable",
@@ -117,5 +118,11 @@ class ProviderUnavailable(ProviderError):
 class ProviderRefused(ProviderError):
     """The provider refused the request for a reason retrying cannot fix: bad credentials, no
     permission, a spend limit, or a malformed request. The message is the provider's own."""
+
+
+class ProviderNotConfigured(ProviderRefused):
+    """No request was made: the provider has no credentials in the config or environment."""
+
+    title = "Model provider not configured"
 
     title = "Model provider refused the request"

@@ -341,19 +341,38 @@ class PhaseResult:
 
 @dataclass(slots=True)
 class ChatRequest:
-    """A plain, tool-less streaming completion (plan mode)."""
+    """One plan-mode turn: a streamed completion, with read-only tools when ``tools`` is set.
+
+    The executor runs the tool loop itself, at most ``max_tool_rounds`` rounds. It stops
+    calling tools, and asks the model to answer with what it has, when the rounds run out,
+    when the turn's output reaches ``max_output_tokens``, or when the turn has spent
+    ``token_budget`` tokens (input and output, all rounds). ``ChatResult.stopped`` says why.
+    """
 
     system_prompt: str
     messages: list[dict[str, Any]]
     model: str
     max_output_tokens: int = 4096
     on_token: Callable[[str], Awaitable[None]] | None = None
+    on_thinking: Callable[[str], Awaitable[None]] | None = None
+    tools: ToolBox | None = None
+    max_tool_rounds: int = 0
+    token_budget: int | None = None
+    #: Awaited with (tool_use id, tool name, input) before a tool runs.
+    on_tool_start: Callable[[str, str, dict[str, Any]], Awaitable[None]] | None = None
+    #: Awaited with (tool_use id, tool name, outcome, milliseconds) after it ran.
+    on_tool_end: Callable[[str, str, ToolOutcome, int], Awaitable[None]] | None = None
 
 
 @dataclass(slots=True)
 class ChatResult:
     text: str
     usage: PhaseUsage
+    tool_rounds: int = 0
+    #: Why the tool loop was cut short (``None``: the model finished on its own).
+    stopped: str | None = None
+    #: Input tokens of the last model call: how big the conversation has grown.
+    context_tokens: int = 0
 
 
 @runtime_checkable

@@ -45,6 +45,7 @@ from state import (
 
 if TYPE_CHECKING:
     from engine.inbound import InboundRouter
+    from engine.intake import IntakeService
     from engine.phase import SteeringChannel
     from engine.polling import PrPoller
     from engine.scm.registry import ScmRegistry
@@ -105,6 +106,7 @@ class Engine:
         self.runner: JobRunner | None = None
         self.inbound: InboundRouter | None = None
         self.scm: ScmRegistry
+        self.intake: IntakeService
         self.poller: PrPoller | None = None
         self._poll = poll_prs
         self.runner_id = f"runner-{uuid.uuid4().hex[:12]}"
@@ -156,9 +158,13 @@ class Engine:
         self.scm = ScmRegistry(config=lambda: self.config, paths=lambda: self.paths,
                                store=self._store)  # fmt: skip
         self.runner.scm = self.scm
+        from engine.intake import IntakeService
+
+        self.intake = IntakeService(self)
         self._started = True
         await self._recover()
         await self.inbound.sweep()
+        await self.intake.expire_stale()
         if self._poll:
             from engine.polling import PrPoller
 
@@ -190,6 +196,7 @@ class Engine:
             log.info("job %s was mid-phase at shutdown; it resumes at the next start", job_id)
         if self.poller is not None:
             await self.poller.stop()
+        await self.intake.aclose()
         await self.executors.aclose()
         await self.scm.aclose()
         await self.store.close()

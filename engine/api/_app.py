@@ -13,7 +13,7 @@ import json
 import logging
 import mimetypes
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -31,6 +31,7 @@ from engine.api._schemas import (
     ResumeBody,
 )
 from engine.api._sse import SseResponse, all_jobs_frames, job_frames
+from engine.catalogue import list_workflows, workflow_problem
 from engine.config import (
     ConfigError,
     ConfigValidationError,
@@ -39,11 +40,12 @@ from engine.config import (
     unredact,
 )
 from engine.errors import CoroError, WorkflowError
-from engine.intelligence import Layer, base_layer, tenant_dir_layer
+from engine.intake import DispatchBody, IntakeRefused, IntakeRequest
 from engine.runtime import ActionRefused
 from state import (
     DuplicateJobError,
     EventKind,
+    Investigation,
     Job,
     JobInput,
     JobNotFoundError,
@@ -119,7 +121,7 @@ def _guarded(handler: Handler, *, takes_body: bool) -> Handler:
             if takes_body:
                 _require_json(request)
             return await handler(request)
-        except ApiError as exc:
+        except (ApiError, IntakeRefused) as exc:
             return error_response(exc.status, exc.message, exc.field)
         except JobNotFoundError as exc:
             return error_response(404, exc.message)
@@ -207,6 +209,17 @@ def _cursor(request: Request) -> int:
     return value
 
 
+_PLAN_STATUSES = ("open", "dispatched", "abandoned", "expired")
+
+
+def _plan_summary(plan: Investigation) -> dict[str, Any]:
+    """A plan session without its conversation (``GET /intake/sessions``)."""
+    data = plan.to_wire()
+    data.pop("messages", None)
+    data["messageCount"] = len(plan.messages)
+    return data
+
+
 def _job_summary(job: Job) -> dict[str, Any]:
     data = job.model_dump(mode="json", by_alias=True, exclude_none=True)
     data.pop("conversationHistory", None)
@@ -261,46 +274,10 @@ class _Routes:
         body["streamUrl"] = f"/jobs/{job.id}/stream"
         return _json(body, 201)
 
-    def _workflow_layers(self) -> list[Layer]:
-        """Layers that can hold workflows before a job starts, lowest first (no git fetch)."""
-        layers = [base_layer()]
-        overlay = self.engine.config.tenant.overlay
-        tenant_id = self.engine.overlays.tenant_id
-        if overlay.kind == "localDir":
-            layers.append(tenant_dir_layer(tenant_id, Path(overlay.path)))
-        elif self.engine.paths.intelligence_dir.is_dir():
-            layers.append(tenant_dir_layer(tenant_id, self.engine.paths.intelligence_dir))
-        return layers
-
-    def _workflow_roots(self) -> list[Path]:
-        """Overlay roots that can hold workflows, lowest layer first."""
-        return [layer.root for layer in self._workflow_layers()]
-
-    def _remote_tenant(self) -> bool:
-        config = self.engine.config
-        return config.tenant.overlay.kind == "gitRemote" or bool(config.intelligence.git_remote)
-
     def _check_workflow(self, workflow_path: str) -> None:
-        pure = PurePosixPath(workflow_path)
-        if (
-            pure.is_absolute()
-            or PureWindowsPath(workflow_path).is_absolute()
-            or ".." in pure.parts
-            or not workflow_path.endswith(".md")
-        ):
-            raise ApiError(
-                400,
-                f"workflow path {workflow_path!r} must be a relative .md path inside the "
-                "intelligence overlay, such as workflows/job/workflow.md",
-                field="workflowPath",
-            )
-        if self._remote_tenant():
-            return  # the tenant layer is fetched when the job starts; the job reports it
-        if not any((root / pure).is_file() for root in self._workflow_roots()):
-            raise ApiError(
-                400, f"no workflow {workflow_path!r} in any intelligence layer",
-                field="workflowPath",
-            )  # fmt: skip
+        problem = workflow_problem(self.engine, workflow_path)
+        if problem is not None:
+            raise ApiError(400, problem, field="workflowPath")
 
     async def list_jobs(self, request: Request) -> Response:
         params = request.query_params
@@ -490,18 +467,47 @@ class _Routes:
 
     # -- workflows and config -------------------------------------------------------------------
     async def workflows(self, request: Request) -> Response:
-        found: dict[str, dict[str, Any]] = {}
-        for layer in self._workflow_layers():
-            for info in await asyncio.to_thread(self.engine.overlays.list_workflows, layer.root):
-                found[info.path] = {
-                    "path": info.path,
-                    "displayName": info.display_name,
-                    "description": info.description,
-                    "kind": info.kind,
-                    "phases": list(info.phases),
-                    "layer": layer.name,
-                }
-        return _json({"workflows": sorted(found.values(), key=lambda w: w["path"])})
+        return _json({"workflows": await list_workflows(self.engine)})
+
+    # -- plan mode ------------------------------------------------------------------------------
+    async def intake_stream(self, request: Request) -> SseResponse:
+        body = await _body(request, IntakeRequest)
+        intake = self.engine.intake
+        turn = await intake.begin(body)
+
+        async def frames() -> AsyncIterator[bytes]:
+            async for event in intake.run(turn):
+                data = json.dumps(event.data, ensure_ascii=False, separators=(",", ":"))
+                yield f"event: {event.kind}\ndata: {data}\n\n".encode()
+
+        return SseResponse(frames(), heartbeat=self.settings.heartbeat,
+                           closing=self.settings.closing)  # fmt: skip
+
+    async def list_plans(self, request: Request) -> Response:
+        status = request.query_params.get("status")
+        if status is not None and status not in _PLAN_STATUSES:
+            raise ApiError(422, f"status must be one of {', '.join(_PLAN_STATUSES)}",
+                           field="status")  # fmt: skip
+        limit = _int_param(request, "limit", 100, lo=1, hi=_MAX_PAGE)
+        plans = await self.engine.intake.list(status, limit)
+        return _json({"sessions": [_plan_summary(p) for p in plans]})
+
+    async def get_plan(self, request: Request) -> Response:
+        plan = await self.engine.intake.get(request.path_params["session_id"])
+        return _json(plan.to_wire())
+
+    async def abandon_plan(self, request: Request) -> Response:
+        await _body(request, ReasonBody)
+        plan = await self.engine.intake.abandon(request.path_params["session_id"])
+        return _json(plan.to_wire())
+
+    async def dispatch_plan(self, request: Request) -> Response:
+        body = await _body(request, DispatchBody)
+        job = await self.engine.intake.dispatch(request.path_params["session_id"], body.brief)
+        data = job.to_wire()
+        data["jobId"] = job.id
+        data["streamUrl"] = f"/jobs/{job.id}/stream"
+        return _json(data, 201)
 
     async def get_config(self, request: Request) -> Response:
         body: dict[str, Any] = {"config": redact(self.engine.config)}
@@ -589,6 +595,10 @@ def build_app(engine: Engine, settings: ApiSettings) -> Starlette:
         "/events": {"GET": r.all_events},
         "/workflows": {"GET": r.workflows},
         "/config": {"GET": r.get_config, "PUT": r.put_config},
+        "/intake/stream": {"POST": r.intake_stream},
+        "/intake/sessions": {"GET": r.list_plans},
+        "/intake/sessions/{session_id}": {"GET": r.get_plan, "DELETE": r.abandon_plan},
+        "/intake/sessions/{session_id}/dispatch": {"POST": r.dispatch_plan},
         "/webhook/{plugin_id}": {"POST": scm.webhook},
         "/scm/local/prs": {"GET": scm.list_prs},
         "/scm/local/prs/{pr_id}": {"GET": scm.show_pr},

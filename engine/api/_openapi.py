@@ -19,6 +19,7 @@ from engine.api._schemas import (
     ReasonBody,
     ResumeBody,
 )
+from engine.intake import DispatchBody, IntakeRequest
 from engine.workflow import WorkflowKind
 from state import Job, JobInput
 
@@ -35,6 +36,8 @@ _MODELS: tuple[type[BaseModel], ...] = (
     LocalCommentBody,
     LocalApproveBody,
     LocalMergeBody,
+    IntakeRequest,
+    DispatchBody,
 )
 
 
@@ -328,6 +331,7 @@ def openapi_document() -> dict[str, Any]:
                 ),
             },
         },
+        **_intake_paths(obj, sse),
         "/webhook/{plugin_id}": {
             "post": _op(
                 "A webhook delivery from a hosting service, verified by its signature "
@@ -389,6 +393,64 @@ def openapi_document() -> dict[str, Any]:
         },
         "security": [{"bearer": []}],
         "paths": paths,
+    }
+
+
+_SESSION_ID = {"name": "session_id", "in": "path", "required": True, "schema": {"type": "string"}}
+
+
+def _intake_paths(obj: dict[str, Any], sse: dict[str, Any]) -> dict[str, Any]:
+    """Plan mode: the streamed chat, the saved sessions, and dispatching a brief."""
+    session = (_SESSION_ID,)
+    status = _query(
+        "status",
+        {"enum": ["open", "dispatched", "abandoned", "expired"]},
+        "Only sessions with this status.",
+    )
+    limit = _query("limit", {"type": "integer", "minimum": 1, "maximum": 500}, "At most this many.")
+    return {
+        "/intake/stream": {
+            "post": _op(
+                "One plan-mode turn as SSE: session, notice, token, thinking, tool_start, "
+                "tool_end, then done or error (reason no-llm, budget or provider)",
+                sse,
+                body="IntakeRequest",
+                errors=(409,),
+            )
+        },
+        "/intake/sessions": {
+            "get": _op(
+                "Saved plan sessions, newest first (without the conversation)",
+                _ok(obj),
+                errors=(422,),
+                params=(status, limit),
+            )
+        },
+        "/intake/sessions/{session_id}": {
+            "get": _op(
+                "One plan session with its conversation, readiness, findings and brief",
+                _ok(obj),
+                errors=(404,),
+                params=session,
+            ),
+            "delete": _op(
+                "Abandon a plan session (it is kept, marked abandoned)",
+                _ok(obj),
+                body="ReasonBody",
+                errors=(404, 409),
+                params=session,
+            ),
+        },
+        "/intake/sessions/{session_id}/dispatch": {
+            "post": _op(
+                "Create the job the plan's brief (or an edited brief) describes",
+                _ok(_ref("Job")),
+                status="201",
+                body="DispatchBody",
+                errors=(404, 409),
+                params=session,
+            )
+        },
     }
 
 

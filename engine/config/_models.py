@@ -157,6 +157,7 @@ class LinearConfig(ConfigBlock):
 class GithubTrackerConfig(ConfigBlock):
     token: SecretValue = None
     repo: str | None = None
+    api_url: str = "https://api.github.com"
 
 
 class TrackerConfig(ConfigBlock):
@@ -474,10 +475,15 @@ class TuiConfig(ConfigBlock):
 
 
 class IntakeConfig(ConfigBlock):
+    """Plan mode (``POST /intake/stream``, ``coro plan``): budgets and tool bounds."""
+
     max_turns: int = Field(default=8, ge=1)
     max_output_tokens_per_turn: int = Field(default=4096, ge=1)
     max_session_tokens: int = Field(default=30000, ge=1)
     tool_rounds_per_turn: int = Field(default=25, ge=0)
+    tool_timeout_seconds: float = Field(default=15, gt=0)
+    max_read_bytes: int = Field(default=65536, ge=1024)
+    max_search_results: int = Field(default=20, ge=1)
     session_expiry_hours: float = Field(default=72, gt=0)
     tools_enabled: bool = True
 

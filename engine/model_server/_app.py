@@ -58,8 +58,13 @@ def build_app(model: ScriptedModel, closing: asyncio.Event) -> Starlette:
                     (b"content-length", str(len(body)).encode()),
                 ]
             await send({"type": "http.response.start", "status": reply.status, "headers": headers})
-            for event in reply.events:
+            pause = model.script.chunk_delay_ms / 1000
+            for index, event in enumerate(reply.events):
+                if pause and index:
+                    await asyncio.sleep(pause)
                 await send({"type": "http.response.body", "body": frame(event), "more_body": True})
+                if model.on_event is not None:
+                    model.on_event(event[0], event[1])
             if reply.ending == "stall":
                 await _stall(receive, closing, reply.stall_seconds)
             if reply.ending == "complete":

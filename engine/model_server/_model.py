@@ -19,6 +19,7 @@ from engine.model_server._cache import PromptCache
 from engine.model_server._request import (
     RequestContext,
     RequestError,
+    chat_position,
     last_tool_results,
     request_context,
     validate_request,
@@ -120,6 +121,9 @@ class ScriptedModel:
         self._given: dict[str, _Given] = {}
         self._cache = PromptCache()
         self._faults_left = [fault.times for fault in script.faults]
+        #: Called with each stream event (name, data) right after it is written: a benchmark
+        #: hook, to time what a client sees against when it was sent.
+        self.on_event: Callable[[str, dict[str, Any]], None] | None = None
 
     def clear(self) -> None:
         """Forget the recorded requests; cursors, answers given and the cache stay."""
@@ -209,9 +213,14 @@ class ScriptedModel:
     ) -> dict[str, Any]:
         """The answer at ``step``; ``commit`` records its prompt-cache writes."""
         script = self.script
-        if context.is_chat:
+        if context.is_chat and script.chat_turns:
+            turn, step = chat_position(body)
+            steps = script.chat_turns[turn] if turn < len(script.chat_turns) else ()
+            what = f"chat turn {turn} round {step}"
+            tool_key: tuple[object, ...] = ("chat", turn, step)
+        elif context.is_chat:
             steps, what = script.chat, f"chat turn {step}"
-            tool_key: tuple[object, ...] = ("chat", step)
+            tool_key = ("chat", step)
         elif context.subagent is not None:
             steps = script.subagents.get(context.subagent, ())
             what = f"subagent {context.subagent} in phase {context.phase}"

@@ -102,6 +102,28 @@ def request_context(body: Mapping[str, Any]) -> RequestContext:
     return RequestContext(job_id, phase, subagent[1] if subagent else None)
 
 
+def _is_user_text(message: Mapping[str, Any]) -> bool:
+    """A user message the developer wrote (not only tool results)."""
+    if message.get("role") != "user":
+        return False
+    return any(
+        isinstance(block, str) or (isinstance(block, dict) and block.get("type") == "text")
+        for block in content_blocks(message)
+    )
+
+
+def chat_position(body: Mapping[str, Any]) -> tuple[int, int]:
+    """A chat request's (turn, round): the developer messages before the last one, and the
+    assistant messages (tool rounds) since it."""
+    messages = list(body.get("messages") or [])
+    texts = [i for i, m in enumerate(messages) if _is_user_text(m)]
+    if not texts:
+        return 0, sum(1 for m in messages if m.get("role") == "assistant")
+    last = texts[-1]
+    rounds = sum(1 for m in messages[last:] if m.get("role") == "assistant")
+    return len(texts) - 1, rounds
+
+
 def last_tool_results(body: Mapping[str, Any]) -> str:
     """The text of the ``tool_result`` blocks in the last user message, joined by newlines."""
     messages = body.get("messages") or []

@@ -193,11 +193,19 @@ class ModelScript(_Strict):
     model: str | None = None
     delay_ms: int = Field(default=0, ge=0)
     chunk_chars: int = Field(default=40, ge=1)
+    chunk_delay_ms: float = Field(default=0, ge=0)
     phases: dict[str, tuple[ScriptStep, ...]] = Field(default_factory=dict)
     subagents: dict[str, tuple[ScriptStep, ...]] = Field(default_factory=dict)
     chat: tuple[ScriptStep, ...] = ()
+    chat_turns: tuple[tuple[ScriptStep, ...], ...] = ()
     fallback: ScriptStep | None = None
     faults: tuple[FaultSpec, ...] = ()
+
+    @model_validator(mode="after")
+    def _one_chat_form(self) -> ModelScript:
+        if self.chat and self.chat_turns:
+            raise ValueError("set one of chat and chat_turns, not both")
+        return self
 
     @classmethod
     def from_yaml(cls, text: str, *, source: str = "<inline>") -> ModelScript:

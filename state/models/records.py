@@ -61,9 +61,19 @@ class Investigation(WireModel):
     status: Literal["open", "dispatched", "abandoned", "expired"] = "open"
     title: str | None = None
     repo: str | None = None
+    #: A local checkout the investigation reads, when it is not read through the SCM.
+    repo_path: str | None = None
+    #: The visible conversation: ``{"role": "user"|"assistant", "content": str}``.
     messages: list[dict[str, Any]] = Field(default_factory=list)
     readiness: dict[str, Any] | None = None
+    findings: str | None = None
     brief: dict[str, Any] | None = None
+    brief_errors: list[str] = Field(default_factory=list)
     job_id: str | None = None
+    model: str | None = None
+    turns: int = 0
+    session_tokens: int = 0
+    context_tokens: int = 0
+    cost_usd: float = 0.0
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)

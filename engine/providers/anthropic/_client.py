@@ -15,7 +15,13 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from engine.errors import ProviderError, ProviderRateLimited, ProviderRefused, ProviderUnavailable
+from engine.errors import (
+    ProviderError,
+    ProviderNotConfigured,
+    ProviderRateLimited,
+    ProviderRefused,
+    ProviderUnavailable,
+)
 
 if TYPE_CHECKING:
     from anthropic import AsyncAnthropic
@@ -49,13 +55,13 @@ def client_key(llm: LlmConfig, env: Mapping[str, str] | None = None) -> ClientKe
     """Credentials and endpoint: the config first, then ``ANTHROPIC_*`` variables.
 
     Raises:
-        ProviderRefused: there is neither an API key nor an auth token.
+        ProviderNotConfigured: there is neither an API key nor an auth token.
     """
     env = os.environ if env is None else env
     api_key = llm.api_key or env.get("ANTHROPIC_API_KEY") or None
     auth_token = llm.auth_token or env.get("ANTHROPIC_AUTH_TOKEN") or None
     if api_key is None and auth_token is None:
-        raise ProviderRefused(
+        raise ProviderNotConfigured(
             "no Anthropic credentials: set ANTHROPIC_API_KEY, or llm.apiKey (or llm.authToken "
             "for an OAuth token) in config.json",
             provider=PROVIDER,
@@ -118,6 +124,7 @@ async def stream_turn(
     stall_seconds: float,
     on_event: Callable[[], None] | None = None,
     on_text: Callable[[str], Awaitable[None]] | None = None,
+    on_thinking: Callable[[str], Awaitable[None]] | None = None,
 ) -> Turn:
     """Stream one Messages API call to its end.
 
@@ -129,6 +136,7 @@ async def stream_turn(
         stall_seconds: longest silence allowed between two stream events.
         on_event: called on every event (the watchdog's sign of life).
         on_text: awaited with each text delta (plan mode's live tokens).
+        on_thinking: awaited with each thinking delta.
     """
     import anthropic
     import httpx2
@@ -150,6 +158,8 @@ async def stream_turn(
                         on_event()
                     if on_text is not None and event.type == "text":
                         await on_text(event.text)
+                    elif on_thinking is not None and event.type == "thinking":
+                        await on_thinking(event.thinking)
                 message = await stream.get_final_message()
     except TimeoutError as exc:
         raise ProviderUnavailable(

@@ -324,36 +324,138 @@ class AnthropicExecutor:
 
     # -- plan mode ------------------------------------------------------------------------------
     async def chat(self, request: ChatRequest, config: LocalConfig) -> ChatResult:
-        """A plain streamed completion: no tools, no working directory.
+        """A streamed plan-mode turn, with a tool loop when the request carries tools.
 
         Raises:
-            ProviderError: the provider refused, or stayed unavailable through every try.
+            ProviderRefused: no credentials, or the provider refused the request.
+            ProviderError: the provider stayed unavailable through every try.
         """
         client, key = self.client_for(config)
-        params = {
-            "model": request.model,
-            "max_tokens": request.max_output_tokens,
-            "system": request.system_prompt,
-            "messages": request.messages,
-        }
+        usage = PhaseUsage(phase="chat", model=request.model)
+        messages = list(request.messages)
+        specs = request.tools.specs() if request.tools is not None else []
+        tools = _tool_params(specs)
+        texts: list[str] = []
+        rounds, spent, output = 0, 0, 0
+        stopped: str | None = None
+        context_tokens = 0
+        while True:
+            on_token = _separated(request.on_token, texts) if request.on_token else None
+            params: dict[str, Any] = {
+                "model": request.model,
+                "max_tokens": max(1, request.max_output_tokens - output),
+                "system": request.system_prompt,
+                "messages": messages,
+            }
+            if tools:
+                params["tools"] = tools
+                if stopped is not None:
+                    params["tool_choice"] = {"type": "none"}
+            turn = await self._chat_call(client, key, params, config, on_token, request.on_thinking)
+            call = CallUsage.from_api(request.model, turn.usage, config.llm.prices,
+                                      turn.duration_ms)  # fmt: skip
+            add_call(usage, call)
+            context_tokens = (
+                call.input_tokens + call.cache_read_input_tokens + call.cache_creation_input_tokens
+            )
+            spent += context_tokens + call.output_tokens
+            output += call.output_tokens
+            text = conv.text_of({"content": turn.content})
+            if text:
+                texts.append(text)
+            uses = [b for b in turn.content if b.get("type") == "tool_use"]
+            if not uses or turn.stop_reason != "tool_use" or stopped is not None:
+                break
+            messages.append({"role": "assistant", "content": turn.content})
+            stopped = _chat_stop(request, rounds, output, spent)
+            if stopped is not None:
+                note = f"not run: {stopped}. Answer now with what you have found."
+                results = [conv.tool_result(str(u["id"]), note, is_error=True) for u in uses]
+            else:
+                rounds += 1
+                results = await _chat_tools(request, uses)
+            messages.append({"role": "user", "content": results})
+        return ChatResult(
+            text="\n\n".join(texts),
+            usage=usage,
+            tool_rounds=rounds,
+            stopped=stopped,
+            context_tokens=context_tokens,
+        )
+
+    async def _chat_call(
+        self,
+        client: AsyncAnthropic,
+        key: Any,
+        params: dict[str, Any],
+        config: LocalConfig,
+        on_token: Callable[[str], Awaitable[None]] | None,
+        on_thinking: Callable[[str], Awaitable[None]] | None,
+    ) -> Any:
         retry = config.llm.retry
         attempt = 0
         while True:
             attempt += 1
             try:
-                turn = await stream_turn(
-                    client, params, stall_seconds=key.stall_seconds, on_text=request.on_token
+                return await stream_turn(
+                    client,
+                    params,
+                    stall_seconds=key.stall_seconds,
+                    on_text=on_token,
+                    on_thinking=on_thinking,
                 )
-                break
             except (ProviderRateLimited, ProviderUnavailable) as exc:
                 delay = _retry_delay(exc, retry, attempt)
                 if attempt >= retry.max_attempts or delay > retry.max_delay_seconds:
                     raise
                 await self._sleep(delay)
-        usage = PhaseUsage(phase="chat", model=request.model)
-        add_call(usage, CallUsage.from_api(request.model, turn.usage, config.llm.prices,
-                                           turn.duration_ms))  # fmt: skip
-        return ChatResult(text=conv.text_of({"content": turn.content}), usage=usage)
+
+
+def _separated(
+    on_token: Callable[[str], Awaitable[None]], texts: list[str]
+) -> Callable[[str], Awaitable[None]]:
+    """``on_token`` for one model call: a call after one that said something starts with a
+    blank line, as the joined text does."""
+    first = True
+
+    async def send(delta: str) -> None:
+        nonlocal first
+        if first and texts:
+            delta = "\n\n" + delta
+        first = False
+        await on_token(delta)
+
+    return send
+
+
+def _chat_stop(request: ChatRequest, rounds: int, output: int, spent: int) -> str | None:
+    """Why the turn may run no more tools, if it may not."""
+    if rounds >= request.max_tool_rounds:
+        return f"this turn has used its {request.max_tool_rounds} tool rounds"
+    if output >= request.max_output_tokens:
+        return f"this turn has written its {request.max_output_tokens} output tokens"
+    if request.token_budget is not None and spent >= request.token_budget:
+        return "the session's token budget is spent"
+    return None
+
+
+async def _chat_tools(request: ChatRequest, uses: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Run one round of plan-mode tool calls; every call gets a result block."""
+    assert request.tools is not None
+    results: list[dict[str, Any]] = []
+    for use in uses:
+        use_id, name = str(use["id"]), str(use["name"])
+        arguments = conv.tool_input(use)
+        if request.on_tool_start is not None:
+            await request.on_tool_start(use_id, name, arguments)
+        started = time.monotonic()
+        outcome = await request.tools.call(name, arguments)
+        if request.on_tool_end is not None:
+            await request.on_tool_end(
+                use_id, name, outcome, int((time.monotonic() - started) * 1000)
+            )
+        results.append(conv.tool_result(use_id, outcome.text, is_error=outcome.is_error))
+    return results
 
 
 _EPHEMERAL = {"type": "ephemeral"}
