@@ -192,6 +192,29 @@ class RunnerClient:
     def post(self, path: str, body: Any = None, **params: Any) -> Any:
         return self.request("POST", path, body, **params)
 
+    def stream_post(self, path: str, body: Any) -> Iterator[Frame]:
+        """POST ``body`` and yield the SSE frames of the answer until it ends (no resume: a
+        plan-mode turn is not replayable, and the server saves it even if we drop).
+
+        Raises:
+            RunnerUnreachable: nothing answers, or the stream broke off.
+            ApiRefused: the runner refused the request.
+        """
+        timeout = httpx2.Timeout(10.0, read=_READ_TIMEOUT)
+        try:
+            with self._http.stream("POST", path, json=body, timeout=timeout) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    if response.status_code == 401:
+                        raise RunnerUnreachable(f"the runner at {self.url} refused the token")
+                    raise _error_of(response)
+                yield from parse_frames(response.iter_lines())
+        except httpx2.TransportError as exc:
+            raise RunnerUnreachable(
+                f"the stream from {self.url} broke off ({type(exc).__name__}); the runner keeps "
+                "the turn: reopen the plan with --session"
+            ) from None
+
     def follow(
         self,
         path: str,

@@ -38,6 +38,7 @@ from coro_tui._cli_jobs import (
     resume,
     status,
 )
+from coro_tui._cli_plan import plan
 from coro_tui._cli_pr import pr_app
 from coro_tui._cli_runner import (
     demo,
@@ -76,6 +77,7 @@ __all__ = [
     "message",
     "model_server",
     "pause",
+    "plan",
     "pr_app",
     "resume",
     "runner_app",
@@ -144,6 +146,7 @@ app.command()(pause)
 app.command()(resume)
 app.command()(cancel)
 app.command()(approve)
+app.command()(plan)
 app.command("git-credential", hidden=True)(git_credential)
 app.command()(workflows)
 app.command()(doctor)
