@@ -12,6 +12,7 @@ from coro_tui.client._protocol import (
     ClientError,
     EngineClient,
     MessageMode,
+    PlanEvent,
     RunnerInfo,
     WorkflowSummary,
 )
@@ -25,6 +26,7 @@ __all__ = [
     "EngineClient",
     "LocalClient",
     "MessageMode",
+    "PlanEvent",
     "RemoteClient",
     "RunnerInfo",
     "WorkflowSummary",

@@ -9,9 +9,9 @@ SSE framing.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from coro_tui.client._protocol import RunnerInfo
+from coro_tui.client._protocol import ClientError, PlanEvent, RunnerInfo
 from coro_tui.client._remote import RemoteClient
 
 if TYPE_CHECKING:
@@ -50,6 +50,39 @@ class LocalClient(RemoteClient):
 
     def job_events(self, job_id: str, after: int = 0) -> AsyncIterator[list[JobEvent]]:
         return self._subscribe(job_id, after)
+
+    async def plan_turn(
+        self,
+        session_id: str,
+        messages: list[dict[str, str]],
+        *,
+        context: dict[str, Any] | None = None,
+        model: str | None = None,
+    ) -> AsyncIterator[PlanEvent]:
+        """Straight from the engine's plan service (an in-process ASGI response would only
+        arrive whole), validated as the route validates it."""
+        from pydantic import ValidationError
+
+        from engine.intake import IntakeRefused, IntakeRequest
+
+        body: dict[str, Any] = {"sessionId": session_id, "messages": messages}
+        if context:
+            body["context"] = context
+        if model:
+            body["model"] = model
+        try:
+            request = IntakeRequest.model_validate(body)
+        except ValidationError as exc:
+            error = exc.errors(include_url=False)[0]
+            field = ".".join(str(part) for part in error["loc"])
+            raise ClientError(f"{field}: {error['msg']}", status=422, field=field) from None
+        intake = self.engine.intake
+        try:
+            turn = await intake.begin(request)
+        except IntakeRefused as exc:
+            raise ClientError(exc.message, status=exc.status, field=exc.field) from None
+        async for event in intake.run(turn):
+            yield PlanEvent(event.kind, event.data)
 
     async def _subscribe(self, job_id: str | None, after: int) -> AsyncIterator[list[JobEvent]]:
         stream = self.engine.store.subscribe(job_id, after=after)

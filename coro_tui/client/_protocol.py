@@ -18,7 +18,14 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 if TYPE_CHECKING:
     from state import Job, JobEvent, JobInput
 
-__all__ = ["ClientError", "EngineClient", "MessageMode", "RunnerInfo", "WorkflowSummary"]
+__all__ = [
+    "ClientError",
+    "EngineClient",
+    "MessageMode",
+    "PlanEvent",
+    "RunnerInfo",
+    "WorkflowSummary",
+]
 
 MessageMode = Literal["queue", "steer", "urgent"]
 
@@ -57,6 +64,15 @@ class WorkflowSummary:
     kind: str
     phases: tuple[str, ...]
     layer: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PlanEvent:
+    """One event of a plan-mode turn (``POST /intake/stream``): ``session``, ``notice``,
+    ``token``, ``thinking``, ``tool_start``, ``tool_end``, then ``done`` or ``error``."""
+
+    kind: str
+    data: dict[str, Any]
 
 
 class EngineClient(Protocol):
@@ -114,4 +130,34 @@ class EngineClient(Protocol):
         """Validate and save a config sent back with masks in place (``PUT /config``); returns
         the saved config, redacted. A bad value raises :class:`ClientError` with ``field``."""
 
+    # -- plan mode -----------------------------------------------------------------------------
+    def plan_turn(
+        self,
+        session_id: str,
+        messages: list[dict[str, str]],
+        *,
+        context: dict[str, Any] | None = None,
+        model: str | None = None,
+    ) -> AsyncIterator[PlanEvent]:
+        """One plan-mode turn: ``messages`` is the whole visible conversation, ending with
+        the developer's. Refusals before the turn starts (busy, expired, bad input) raise
+        :class:`ClientError`; budgets and provider trouble arrive as an ``error`` event."""
+
+    async def list_plans(self, status: str | None = None) -> list[dict[str, Any]]:
+        """Saved plan sessions, newest first, without their conversations."""
+
+    async def get_plan(self, session_id: str) -> dict[str, Any]:
+        """One plan session with its conversation, readiness, findings and brief."""
+
+    async def abandon_plan(self, session_id: str) -> None: ...
+
+    async def dispatch_plan(self, session_id: str, brief: dict[str, Any] | None = None) -> Job:
+        """Create the job the plan's brief describes (``brief``: the developer's edit)."""
+
     async def aclose(self) -> None: ...
+
+    # -- local SCM -----------------------------------------------------------------------------
+    async def merge_local_pr(self, repo: str, pr_id: int) -> None:
+        """Approve pull request ``pr_id`` of the local SCM's ``repo`` as the developer, then
+        merge it (``/scm/local/prs/{pr_id}/approve`` and ``/merge``); the job that opened it
+        hears of both."""

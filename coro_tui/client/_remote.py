@@ -13,7 +13,13 @@ from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from coro_tui._sse import FrameParser
-from coro_tui.client._protocol import ClientError, MessageMode, RunnerInfo, WorkflowSummary
+from coro_tui.client._protocol import (
+    ClientError,
+    MessageMode,
+    PlanEvent,
+    RunnerInfo,
+    WorkflowSummary,
+)
 
 if TYPE_CHECKING:
     import httpx2
@@ -226,9 +232,73 @@ class RemoteClient:
         saved: dict[str, Any] = answer["config"]
         return saved
 
+    # -- plan mode -----------------------------------------------------------------------------
+    async def plan_turn(
+        self,
+        session_id: str,
+        messages: list[dict[str, str]],
+        *,
+        context: dict[str, Any] | None = None,
+        model: str | None = None,
+    ) -> AsyncIterator[PlanEvent]:
+        import httpx2
+
+        body: dict[str, Any] = {"sessionId": session_id, "messages": messages}
+        if context:
+            body["context"] = context
+        if model:
+            body["model"] = model
+        try:
+            async with self._http.stream(
+                "POST", "/intake/stream", json=body, timeout=httpx2.Timeout(30.0, read=None)
+            ) as response:
+                if response.status_code >= 400:
+                    await response.aread()
+                    raise _refusal(response)
+                parser = FrameParser()
+                async for line in response.aiter_lines():
+                    frame = parser.feed(line)
+                    if frame is not None and frame.data:
+                        yield PlanEvent(frame.event or "message", frame.json())
+        except httpx2.HTTPError as exc:
+            raise ClientError(f"the plan stream from {self._url} broke off: {exc}") from exc
+
+    async def list_plans(self, status: str | None = None) -> list[dict[str, Any]]:
+        params = {"status": status} if status else None
+        page = await self._request("GET", "/intake/sessions", params=params)
+        return list(page["sessions"])
+
+    async def get_plan(self, session_id: str) -> dict[str, Any]:
+        return dict(await self._request("GET", f"/intake/sessions/{session_id}"))
+
+    async def abandon_plan(self, session_id: str) -> None:
+        await self._request("DELETE", f"/intake/sessions/{session_id}", body={})
+
+    async def dispatch_plan(self, session_id: str, brief: dict[str, Any] | None = None) -> Job:
+        body = {"brief": brief} if brief is not None else {}
+        path = f"/intake/sessions/{session_id}/dispatch"
+        return self._job(await self._request("POST", path, body=body))
+
     async def aclose(self) -> None:
         self._closed.set()
         await self._http.aclose()
+
+    # -- local SCM -----------------------------------------------------------------------------
+    async def merge_local_pr(self, repo: str, pr_id: int) -> None:
+        query = {"repo": repo}
+        path = f"/scm/local/prs/{pr_id}"
+        await self._request("POST", f"{path}/approve", body={"user": _developer()}, params=query)
+        await self._request("POST", f"{path}/merge", body={}, params=query)
+
+
+def _developer() -> str:
+    """Who approves: the login name, as ``coro pr approve`` records it."""
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "developer"
 
 
 def _refusal(response: httpx2.Response) -> ClientError:

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.alias_generators import to_camel
 
 from engine.config import redact_text
+from engine.errors import CoroError
 from engine.phase import ToolOutcome, ToolSpec
 
 if TYPE_CHECKING:
@@ -198,6 +199,8 @@ class IntakeToolBox:
             return ToolOutcome(f"{name}: {exc}", True)
         except TimeoutError:
             return ToolOutcome(f"{name}: stopped after {timeout:g} s; narrow the request", True)
+        except CoroError as exc:
+            return ToolOutcome(f"{name}: {exc.message}", True)
         except Exception as exc:  # a tool failure must reach the model, not end the turn
             return ToolOutcome(f"{name}: failed: {type(exc).__name__}: {exc}", True)
         return ToolOutcome(_clip(redact_text(text, self.config)))

@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 from engine.errors import CoroError
 
 if TYPE_CHECKING:
-
     from engine.config import LocalConfig
 
 __all__ = ["Tracker", "TrackerError", "tracker_for"]

@@ -18,18 +18,35 @@ BRIEF = {
     "workflowPath": WORKFLOW,
 }
 
-PLAN_SCRIPT = (
-    COMPLETE_SCRIPT
-    + """
-chat_turns:
-  - - tool_calls: [{name: scm_read_file, input: {path: limits.py}}]
-    - when:
-        - if_result_contains: "RATE = None"
-          text: "RATE is not enforced. How many a minute? <readiness>{\\"state\\": \\"investigating\\", \\"openQuestions\\": [\\"the limit\\"]}</readiness>"
-        - text: "I could not read it. <readiness>{\\"state\\": \\"investigating\\"}</readiness>"
-  - - text: 'Ready. <brief>BRIEF</brief><readiness>{"state": "ready"}</readiness>'
-""".replace("BRIEF", json.dumps(BRIEF))
-)
+_ASK = {"state": "investigating", "openQuestions": ["the limit"]}
+_LOOKING = {"state": "investigating"}
+_READY = {"state": "ready"}
+
+PLAN_SCRIPT = COMPLETE_SCRIPT + json.dumps(
+    {
+        "chat_turns": [
+            [
+                {"tool_calls": [{"name": "scm_read_file", "input": {"path": "limits.py"}}]},
+                {
+                    "when": [
+                        {
+                            "if_result_contains": "RATE = None",
+                            "text": "RATE is not enforced. How many a minute? "
+                            f"<readiness>{json.dumps(_ASK)}</readiness>",
+                        },
+                        {"text": f"Not found. <readiness>{json.dumps(_LOOKING)}</readiness>"},
+                    ]
+                },
+            ],
+            [
+                {
+                    "text": f"Ready. <brief>{json.dumps(BRIEF)}</brief>"
+                    f"<readiness>{json.dumps(_READY)}</readiness>"
+                }
+            ],
+        ]
+    }
+)[1:-1].join(["\n", "\n"])
 
 
 def _checkout(tmp: Path) -> Path:

@@ -48,10 +48,13 @@ def readiness(state: str, *questions: str) -> str:
 PLAN_SCRIPT: dict[str, Any] = {
     "chat_turns": [
         [
-            {"text": "Let me look.", "tool_calls": [
-                {"name": "scm_list_files", "input": {}},
-                {"name": "scm_read_file", "input": {"path": "limits.py"}},
-            ]},  # fmt: skip
+            {
+                "text": "Let me look.",
+                "tool_calls": [
+                    {"name": "scm_list_files", "input": {}},
+                    {"name": "scm_read_file", "input": {"path": "limits.py"}},
+                ],
+            },
             {
                 "when": [
                     {
@@ -117,7 +120,11 @@ async def plan_rig(
     async with ScriptedModelServer(ModelScript.model_validate(script)) as model:
         write_config(
             home,
-            llm={"defaultProvider": "anthropic", "apiKey": "sk-test-plan", "baseUrl": model.base_url},
+            llm={
+                "defaultProvider": "anthropic",
+                "apiKey": "sk-test-plan",
+                "baseUrl": model.base_url,
+            },
             jobs={"idleWatchdog": {"enabled": False}},
             **config,
         )
@@ -205,9 +212,7 @@ async def test_a_plan_reads_the_repository_reaches_ready_and_dispatches_a_job(pl
     findings = Path(job["params"]["planContextDir"]) / "findings.md"
     assert "RATE_PER_MINUTE" in findings.read_text()
     with anyio.fail_after(20):
-        started = await plan.engine.wait_until(
-            job["jobId"], lambda j: j.status != JobStatus.QUEUED
-        )
+        started = await plan.engine.wait_until(job["jobId"], lambda j: j.status != JobStatus.QUEUED)
     assert started.phase is not None
     saved = (await plan.client.get("/intake/sessions/p1")).json()
     assert saved["status"] == "dispatched" and saved["jobId"] == job["jobId"]
@@ -288,7 +293,9 @@ async def test_the_tool_round_cap_makes_the_model_answer(coro_home: Path) -> Non
         assert "not run" in json.dumps(last["messages"][-1])
 
 
-async def test_without_credentials_the_client_hears_no_llm(coro_home: Path, monkeypatch) -> None:
+async def test_without_credentials_the_client_hears_no_llm(
+    coro_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
     monkeypatch.delenv("ANTHROPIC_AUTH_TOKEN", raising=False)
     async with plan_rig(coro_home, PLAN_SCRIPT) as make:
