@@ -229,14 +229,38 @@ def doctor(
     raise typer.Exit(asyncio.run(run_doctor(as_json=as_json)))
 
 
-def demo() -> None:
-    """Run coro end to end on a sample project with a scripted model (not built yet)."""
-    typer.echo(
-        "coro demo: not built yet. It needs the executor, the local SCM and the TUI, which are "
-        "still open issues; this command fails until they land.",
-        err=True,
-    )
-    raise typer.Exit(EXIT_USAGE)
+def demo(
+    home: Annotated[
+        Path | None,
+        typer.Option(help="Keep the demo's CORO_HOME here (a new or empty directory)."),
+    ] = None,
+    headless: Annotated[
+        bool,
+        typer.Option(
+            "--headless", help="No screen: merge the pull request itself and print the events."
+        ),
+    ] = False,
+) -> None:
+    """Run one whole job on a sample project, with a scripted model: no API key, no setup.
+
+    A local endpoint plays the model from a script; the rest is real: the standard workflow,
+    files, git, tests, and a pull request on the local SCM that the job waits for until you
+    approve and merge it (g on the job screen). The CORO_HOME is a temporary directory removed
+    at exit, unless --home. Without a terminal, it runs --headless.
+    """
+    from coro_tui._demo import DemoError, DemoOptions, run_demo
+
+    if not headless and not (sys.stdin.isatty() and sys.stdout.isatty()):
+        typer.echo("coro demo: no terminal, so it runs --headless")
+        headless = True
+    try:
+        code = run_demo(DemoOptions(home=home, headless=headless))
+    except DemoError as exc:
+        _fail(f"demo: {exc.message}", EXIT_FAILED)
+    except KeyboardInterrupt:
+        typer.echo("coro demo: interrupted; everything it started is stopped", err=True)
+        raise typer.Exit(130) from None
+    raise typer.Exit(code)
 
 
 def model_server(

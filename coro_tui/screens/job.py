@@ -42,9 +42,8 @@ if TYPE_CHECKING:
 
 __all__ = ["RESERVED_KEYS", "JobScreen"]
 
-#: Keys kept free for the actions later issues add here: plan mode. Nothing on this screen binds
-#: them (``s`` is the app's settings).
-RESERVED_KEYS = {"P": "job.plan"}
+#: Keys this screen leaves to the app: ``P`` plans a new job (``s`` is the app's settings).
+RESERVED_KEYS = {"P": "app.plan"}
 #: Events before the log's end read on opening, for what the job is doing and its messages.
 ACTIVITY_BACKLOG = 200
 #: At most this many re-reads of the job a second, however fast its events arrive.
@@ -75,6 +74,8 @@ class JobScreen(Screen[None]):
                 tooltip="Stop the model call or tool in flight and send the job a message"),
         Binding("p", "pause", "Pause", id="job.pause",
                 tooltip="Park the running job at its next safe boundary (r resumes it)"),
+        Binding("g", "merge_pr", "Merge PR", id="job.merge_pr",
+                tooltip="Approve and merge the job's open pull request on the local SCM"),
         Binding("y", "copy", "Copy", id="job.copy",
                 tooltip="Copy the selected log lines (or those in view), or the artefact shown"),
         Binding("e", "export_log", "Export log", id="job.export",
@@ -96,6 +97,7 @@ class JobScreen(Screen[None]):
         log_max_lines: int = 5000,
         export_dir: Path | None = None,
         live: bool = True,
+        banner: str | None = None,
         name: str | None = None,
         id: str | None = None,
     ) -> None:
@@ -106,6 +108,7 @@ class JobScreen(Screen[None]):
             log_max_lines: the most log lines the view keeps (older ones drop off the top).
             export_dir: where ``e`` writes ``<job_id>.log`` (default: the working directory).
             live: follow the job's events (snapshot tests show a still job).
+            banner: a line shown above the job, always (``coro demo``: the model is scripted).
         """
         super().__init__(name=name, id=id)
         self.client = client
@@ -113,6 +116,7 @@ class JobScreen(Screen[None]):
         self.log_max_lines = log_max_lines
         self.export_dir = export_dir
         self._live = live
+        self._banner = banner
         self.job: Job | None = None
         self._artifact_ids: list[str] = []
         self._artifact_text: str | None = None
@@ -131,6 +135,8 @@ class JobScreen(Screen[None]):
 
     # -- layout ---------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
+        if self._banner:
+            yield Static(Text(self._banner, style="bold"), id="job-banner")
         yield Static(self.job_id, id="job-title", markup=False)
         yield PhaseStrip(id="job-phases")
         yield Static("", id="job-alert")
@@ -221,7 +227,10 @@ class JobScreen(Screen[None]):
     # -- drawing --------------------------------------------------------------------------------
     def show_job(self, job: Job) -> None:
         """Draw ``job`` (every panel but the log)."""
+        had_pr = self._local_pr() is not None
         self.job = job
+        if had_pr != (self._local_pr() is not None):
+            self.refresh_bindings()  # g comes and goes with an open local pull request
         title = Text(job.id, style="bold")
         title.append(f"  {job.status.value}")
         if job.phase:
@@ -250,6 +259,10 @@ class JobScreen(Screen[None]):
             head = "Waiting for you"
             body = awaiting.removeprefix("developer-input:").strip() or "the job asks for input"
             hint = "r resume · c cancel"
+        elif awaiting.startswith("pr:") and (pr := self._local_pr()) is not None:
+            head = "Waiting for you"
+            body = f"pull request #{pr[1]} on {pr[0]} (local SCM) waits for your approval"
+            hint = "g approve and merge it · c cancel"
         elif status == "awaiting-plan-approval":
             head, body, hint = "Plan approval", "the plan awaits your approval", "a approve"
         elif status in ("escalated", "failed"):
@@ -376,6 +389,48 @@ class JobScreen(Screen[None]):
     def action_pause(self) -> None:
         self._act("Pause", lambda: self.client.pause(self.job_id),
                   "pausing {id}: it parks at its next safe boundary")  # fmt: skip
+
+    def _local_pr(self) -> tuple[str, int] | None:
+        """``(repo, number)`` of the job's first open pull request on the local SCM."""
+        for pr in self.job.pr_mappings if self.job is not None else ():
+            if pr.is_open and pr.plugin_id == "local" and pr.repo_slug and str(pr.pr_id).isdigit():
+                return pr.repo_slug, int(pr.pr_id)
+        return None
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "merge_pr":
+            return self._local_pr() is not None
+        return True
+
+    def action_merge_pr(self) -> None:
+        pr = self._local_pr()
+        if pr is None:
+            self._say("the job has no open pull request on the local SCM", title="Merge PR",
+                      severity="warning")  # fmt: skip
+            return
+        repo, number = pr
+
+        def answered(yes: bool | None) -> None:
+            if not yes:
+                return
+
+            async def merge() -> None:
+                try:
+                    await self.client.merge_local_pr(repo, number)
+                except ClientError as exc:
+                    self._say(exc.message, title="Merge refused", severity="error")
+                    return
+                self._say(f"approved and merged {repo}#{number}: the job moves on",
+                          title="Merge PR")  # fmt: skip
+                self._schedule_refresh()
+
+            self.run_worker(merge(), group="job-action")
+
+        question = (
+            f"Approve pull request #{number} on {repo} (local SCM) as yourself and merge it into "
+            "its target branch?"
+        )
+        self.app.push_screen(ConfirmDialog(f"Merge {repo}#{number}", question), answered)
 
     def action_message(self, mode: MessageMode) -> None:
         self.query_one("#job-message", MessageInput).open(mode)
