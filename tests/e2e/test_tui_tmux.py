@@ -288,3 +288,34 @@ def test_a_steer_message_is_typed_on_a_running_jobs_screen_and_delivered(
         server.terminate()
         server.wait(10)
         server.stdout.close()
+
+
+def test_the_demo_in_a_terminal_is_merged_with_g_and_completes(tmp_path: Path) -> None:
+    """``coro demo`` as a newcomer runs it: the screen says the model is scripted and which key
+    merges the pull request; ``g`` then ``y`` merges it, the job completes, ``q`` quits."""
+    home = tmp_path / "demo-home"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CORO_", "ANTHROPIC_"))}
+    env["TERM"] = "xterm-256color"
+    anchor = Terminal(["sleep", "600"], env)
+    tui = Terminal([sys.executable, "-m", "coro_tui", "demo", "--home", str(home)], env)
+    try:
+        tui.wait_for(lambda s: "scripted" in s and "press g" in s, "the scripted-model notice")
+        tui.wait_for(lambda s: "g approve and merge" in s, "the job waiting for the merge", 90)
+        tui.keys("g")
+        tui.wait_for(lambda s: "#1" in s and "textstats" in s, "the question naming the PR")
+        tui.keys("y")
+        tui.wait_for(lambda s: "complete" in s, "the job completing", 90)
+        tui.keys("q")
+        deadline = time.monotonic() + 20
+        while tui.alive() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not tui.alive()
+        merged = subprocess.run(
+            ["git", "--git-dir", str(home / "local-scm" / "textstats.git"), "log", "--oneline",
+             "main"],
+            capture_output=True, text=True,
+        )  # fmt: skip
+        assert merged.returncode == 0 and len(merged.stdout.splitlines()) >= 2, merged
+    finally:
+        tui.close()
+        anchor.close()
