@@ -78,3 +78,42 @@ def test_without_a_terminal_it_runs_headless_and_refuses_a_used_home(tmp_path: P
     assert "no terminal, so it runs --headless" in done.stdout
     assert f"--home {used}: not an empty directory" in done.stderr
     assert (used / "config.json").read_text() == "{}"
+
+
+async def test_the_demo_script_plays_a_plan_session_on_the_sample(tmp_path: Path) -> None:
+    """Plan mode is demonstrable offline: the demo's script answers a plan session that reads
+    the sample project through the read-only tools, gets ready and writes a brief that
+    dispatches."""
+    from coro_tui._demo import DEMO_REPO, _started
+    from engine.intake import IntakeRequest
+
+    home = tmp_path / "home"
+    home.mkdir()
+    async with _started(home, lambda _: None) as run:
+        intake = run.engine.intake
+        messages: list[dict[str, str]] = []
+        said = ["word_count looks wrong", "whitespace only", "yes, write the brief"]
+        done: dict[str, object] = {}
+        tools: list[str] = []
+        for text in said:
+            messages.append({"role": "user", "content": text})
+            request = IntakeRequest.model_validate(
+                {"sessionId": "demo-plan", "messages": messages, "context": {"repo": DEMO_REPO}}
+            )
+            reply = ""
+            async for event in intake.run(await intake.begin(request)):
+                if event.kind == "token":
+                    reply += event.data["text"]
+                elif event.kind == "tool_end":
+                    assert event.data["ok"], event.data
+                    tools.append(event.data["name"])
+                elif event.kind == "done":
+                    done = event.data
+                assert event.kind != "error", event.data
+            messages.append({"role": "assistant", "content": reply})
+        assert tools == ["scm_list_files", "scm_search_code", "scm_read_file"]
+        assert done["readiness"] == {"state": "ready", "openQuestions": [], "note": ""}
+        assert done["briefErrors"] == [] and done["brief"]["repo"] == DEMO_REPO  # type: ignore[index]
+        job = await intake.dispatch("demo-plan")
+        assert job.params["title"] == "Count only real words"
+        assert "split" in job.params["planFindings"]
