@@ -1,4 +1,5 @@
-"""The command palette's coro commands: every binding of the active screen and the app.
+"""The command palette's coro commands: every binding of the active screen and the app, and
+the plan commands (``plan: start a plan for a job``, ``plan: reopen …`` per open plan).
 
 A binding ``Binding("a", "approve", "approve", id="job.approve")`` shows as ``job: approve``
 (the namespace is the part of the id before the dot) with its key as help, and choosing it runs
@@ -11,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
     from textual.dom import DOMNode
     from textual.screen import Screen
 
-__all__ = ["BindingCommands", "PaletteEntry", "palette_entries"]
+__all__ = ["BindingCommands", "PaletteEntry", "PlanCommands", "palette_entries"]
 
 _PALETTE_ACTIONS = frozenset({"command_palette", "app.command_palette"})
 
@@ -97,3 +98,42 @@ class BindingCommands(Provider):
                     text=entry.title,
                     help=entry.help,
                 )
+
+
+class PlanCommands(Provider):
+    """``plan: start a plan for a job``, and ``plan: reopen <id> · <title>`` per open plan."""
+
+    async def startup(self) -> None:
+        self._plans: list[dict[str, Any]] = []
+        client = getattr(self.app, "client", None)
+        if client is None:
+            return
+        from coro_tui.client import ClientError
+
+        try:
+            self._plans = await client.list_plans(status="open")
+        except ClientError:
+            self._plans = []  # the palette still offers a new plan
+
+    def _commands(self) -> Iterator[tuple[str, Callable[[], object], str]]:
+        open_plan = getattr(self.app, "open_plan", None)
+        if open_plan is None:
+            return
+        yield "plan: start a plan for a job", open_plan, "Talk it through, then dispatch its brief"
+        for plan in getattr(self, "_plans", []):
+            session_id = str(plan.get("id"))
+            what = plan.get("title") or plan.get("repo") or ""
+            state = (plan.get("readiness") or {}).get("state", "new")
+            title = f"plan: reopen {session_id}" + (f" · {what}" if what else "")
+            yield title, partial(open_plan, session_id), f"{state}, {plan.get('turns', 0)} turns"
+
+    async def discover(self) -> Hits:
+        for title, run, help_text in self._commands():
+            yield DiscoveryHit(title, run, text=title, help=help_text)
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for title, run, help_text in self._commands():
+            score = matcher.match(title)
+            if score > 0:
+                yield Hit(score, matcher.highlight(title), run, text=title, help=help_text)

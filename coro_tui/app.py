@@ -24,7 +24,7 @@ from textual.reactive import var
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
-from coro_tui._commands import BindingCommands
+from coro_tui._commands import BindingCommands, PlanCommands
 from coro_tui._notify import DeveloperAlerts, terminal_alert
 from coro_tui._startup import Launch, Session, StartupFailed, TuiPrefs, open_session, read_prefs
 
@@ -78,13 +78,15 @@ class CoroApp(App[int]):
 
     TITLE = "coro"
     CSS_PATH = Path(__file__).with_name("app.tcss")  # also right for subclasses elsewhere
-    COMMANDS = App.COMMANDS | {BindingCommands}
+    COMMANDS = App.COMMANDS | {BindingCommands, PlanCommands}
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("q", "quit", "Quit", id="app.quit",
                 tooltip="Quit (an engine this TUI started stops; jobs resume at next start)"),
         Binding("question_mark", "help", "Help", id="app.help", tooltip="Keys and how coro works"),
         Binding("n", "new_job", "New job", id="app.new_job", tooltip="Start a job from a brief"),
         Binding("s", "settings", "Settings", id="app.settings", tooltip="Edit config.json"),
+        Binding("P", "plan", "Plan", id="app.plan",
+                tooltip="Plan a new job with the assistant, then dispatch its brief"),
         Binding("ctrl+p", "command_palette", "Commands", id="app.command_palette", show=False,
                 priority=True, tooltip="Every action of this screen, by name"),
     ]  # fmt: skip
@@ -197,6 +199,21 @@ class CoroApp(App[int]):
         client = self.client
         if job_id is not None and client is not None:
             self.push_screen(JobScreen(client, job_id, log_max_lines=self.prefs.log_max_lines))
+
+    def action_plan(self) -> None:
+        self.open_plan()
+
+    def open_plan(self, session_id: str | None = None) -> None:
+        """Open the plan screen: a new plan, or the saved plan ``session_id``."""
+        from coro_tui.screens.plan import PlanScreen
+
+        client = self._client_or_say_why()
+        if client is None:
+            return
+        current = self.screen
+        if isinstance(current, PlanScreen) and session_id in (None, current.session_id):
+            return
+        self.push_screen(PlanScreen(client, session_id))
 
     def action_settings(self) -> None:
         from coro_tui.screens.settings import SettingsScreen

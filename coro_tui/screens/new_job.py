@@ -2,6 +2,8 @@
 
 Dismisses with the new job's id (the app opens its Job screen), or ``None`` when cancelled. A
 refusal the runner ties to a field (``ClientError.field``) is shown next to that field.
+``ctrl+o`` plans it first: the plan screen replaces the dialog, with the repository and the
+description as the first message, unsent.
 """
 
 from __future__ import annotations
@@ -64,6 +66,13 @@ class NewJobScreen(ModalScreen[str | None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+s", "submit", "Create job", id="new_job.submit", tooltip="Create the job"),
         Binding(
+            "ctrl+o",
+            "plan",
+            "Plan it first",
+            id="new_job.plan",
+            tooltip="Talk the job through with the assistant before creating it",
+        ),
+        Binding(
             "escape", "cancel", "Cancel", id="new_job.cancel", tooltip="Close without creating"
         ),
     ]
@@ -118,7 +127,10 @@ class NewJobScreen(ModalScreen[str | None]):
                         yield Switch(False, id="interactive")
                         yield Static(classes="error", id="interactive-error")
             yield Static(classes="error", id="form-error")
-            yield Static("ctrl+s create · esc cancel · tab next field", id="new-job-keys")
+            yield Static(
+                "ctrl+s create · ctrl+o plan it first · esc cancel · tab next field",
+                id="new-job-keys",
+            )
 
     def on_mount(self) -> None:
         self.query_one("#new-job").border_title = "New job"
@@ -208,6 +220,22 @@ class NewJobScreen(ModalScreen[str | None]):
     # -- actions -------------------------------------------------------------------------------
     def action_cancel(self) -> None:
         self.dismiss(None)
+
+    def action_plan(self) -> None:
+        from pathlib import Path
+
+        from coro_tui.screens.plan import PlanScreen
+
+        repo = self.query_one("#repo", Input).value.strip()
+        local = repo.startswith(("/", "~", "."))
+        self.app.switch_screen(
+            PlanScreen(
+                self.client,
+                repo=None if local or not repo else repo,
+                repo_path=str(Path(repo).expanduser().resolve()) if local else None,
+                initial_text=self.query_one("#description", TextArea).text.strip(),
+            )
+        )
 
     async def action_submit(self) -> None:
         if self._submitting:

@@ -18,7 +18,7 @@ from textual.binding import Binding, BindingType
 from textual.message import Message
 from textual.screen import Screen
 
-from coro_tui.client import ClientError, RunnerInfo, WorkflowSummary
+from coro_tui.client import ClientError, PlanEvent, RunnerInfo, WorkflowSummary
 from coro_tui.screens.new_job import NewJobScreen
 from coro_tui.screens.settings import SettingsScreen
 
@@ -26,6 +26,7 @@ __all__ = [
     "FIXED_CONFIG",
     "FIXED_WORKFLOWS",
     "FixedClient",
+    "FixedPlanClient",
     "SampleApp",
     "SampleScreen",
     "ScreenHost",
@@ -103,6 +104,42 @@ class FixedClient:
 
     async def aclose(self) -> None:
         return None
+
+
+class FixedPlanClient(FixedClient):
+    """A saved plan (``get_plan``) and one scripted turn (``plan_turn``) for plan snapshots.
+
+    Args:
+        plan: what ``get_plan`` answers.
+        turn: the events of the next turn, as ``(kind, data)``.
+        hold: after the events, keep the turn open (a reply caught mid-stream).
+    """
+
+    def __init__(
+        self,
+        plan: dict[str, Any],
+        turn: list[tuple[str, dict[str, Any]]] | None = None,
+        *,
+        hold: bool = False,
+    ) -> None:
+        super().__init__()
+        self.plan = plan
+        self.turn = turn or []
+        self.hold = hold
+        self.held = asyncio.Event()
+        """Set once the turn's events are all out and it is being held open."""
+
+    async def get_plan(self, session_id: str) -> dict[str, Any]:
+        return copy.deepcopy(self.plan)
+
+    async def plan_turn(
+        self, session_id: str, messages: list[dict[str, str]], **_: Any
+    ) -> AsyncIterator[PlanEvent]:
+        for kind, data in self.turn:
+            yield PlanEvent(kind, data)
+        if self.hold:
+            self.held.set()
+            await asyncio.Event().wait()
 
 
 class ScreenHost(App[None]):
