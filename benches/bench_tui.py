@@ -9,7 +9,10 @@ Figures (from the TUI issue):
 - 50 running jobs with the runs screen open: key p95 <= 60 ms;
 - steering: ``m``, a message typed and ``enter`` on the job screen → its ``message_accepted``
   event committed in the store: median and p95 < 50 ms; an urgent message → the tool's
-  process (``sleep 600`` under the real ``Bash`` tool) gone: p99 over 50 trials < 1 s.
+  process (``sleep 600`` under the real ``Bash`` tool) gone: p99 over 50 trials < 1 s;
+- plan mode: the scripted endpoint writing a reply's first text delta → that text painted on
+  the plan screen: within 50 ms (median and p95 over 10 turns); a reply streaming at 2,000
+  tokens a second into the plan screen: key p95 and max < 100 ms.
 
 Start-up runs real processes in a real terminal (tmux) and polls ``capture-pane`` every 5 ms for
 the first frame's text. Key latency is measured in-process with Textual's pilot: the time from
@@ -21,6 +24,7 @@ Run: ``.venv/bin/python benches/bench_tui.py`` (or ``benches/run.py`` for every 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import os
 import shutil
@@ -436,7 +440,177 @@ async def bench_urgent_interrupt(root: Path, trials: int = STEER_TRIALS) -> list
     ]  # fmt: skip
 
 
-# -- 4. log pane memory --------------------------------------------------------------------------
+# -- 4. plan mode --------------------------------------------------------------------------------
+PLAN_TURNS = 10
+
+
+def _readiness() -> str:
+    return '<readiness>{"state": "investigating", "openQuestions": [], "note": ""}</readiness>'
+
+
+def _long_reply(chars: int) -> str:
+    """Markdown prose of about ``chars`` characters: paragraphs and a list now and then."""
+    words = ["the", "limiter", "keeps", "a", "bucket", "per", "caller", "and", "refills", "it",
+             "every", "second", "so", "bursts", "pass"]  # fmt: skip
+    out: list[str] = []
+    size = 0
+    n = 0
+    while size < chars:
+        n += 1
+        line = " ".join(words[(n + i) % len(words)] for i in range(60)) + "."
+        block = f"- item {n}: {line[:70]}" if n % 5 == 0 else line
+        out.append(block)
+        size += len(block) + 2
+    return "\n\n".join(out)
+
+
+@contextlib.asynccontextmanager
+async def _plan_engine(root: Path, script: dict[str, Any]) -> Any:
+    from engine.model_server import ModelScript, ScriptedModelServer
+    from engine.runtime import Engine
+    from tests.support.engine import write_config
+
+    async with ScriptedModelServer(ModelScript.model_validate(script)) as server:
+        write_config(
+            root,
+            llm={"defaultProvider": "anthropic", "apiKey": "sk-bench", "baseUrl": server.base_url},
+            jobs={"idleWatchdog": {"enabled": False}},
+            intake={
+                "maxTurns": 100,
+                "maxSessionTokens": 10_000_000,
+                "maxOutputTokensPerTurn": 100_000,
+            },
+        )
+        from coro_tui._startup import _preload
+
+        engine = Engine(root, watch_config=False)
+        await _preload()  # as the app does when it starts an engine (coro_tui._startup._own)
+        await engine.start()
+        gc.freeze()  # as the app does once its session is open (CoroApp._start)
+        try:
+            yield engine, server
+        finally:
+            await engine.stop(grace=1)
+
+
+async def _plan_send(app: Any, screen: Any, text: str) -> int:
+    """Type ``text`` and ``enter`` into the plan screen's message line, as the terminal does;
+    returns how many messages the conversation had before."""
+    before = len(screen.messages)
+    for character in text:
+        _send(app, character)
+    _send(app, "\r")
+    while len(screen.messages) == before:
+        await asyncio.sleep(0.001)
+    return before
+
+
+async def bench_plan_first_token(root: Path) -> list[Figure]:
+    """The endpoint's first text delta of a reply (``server.model.on_event``, right after the
+    frame is written) → the plan screen's reply painted with it (``first_painted_at``)."""
+    from coro_tui.client import LocalClient
+    from coro_tui.screens.plan import PlanScreen
+
+    answer = "the limit is enforced per caller." + _readiness()
+    script = {"chat_turns": [[{"text": f"Reply {n}: {answer}"}] for n in range(PLAN_TURNS + 1)]}
+    lags: list[float] = []
+    async with _plan_engine(root, script) as (engine, server):
+        sent_at: list[float] = []
+
+        def on_event(name: str, data: dict[str, Any]) -> None:
+            delta = data.get("delta") or {}
+            if name == "content_block_delta" and delta.get("type") == "text_delta" and not sent_at:
+                sent_at.append(time.perf_counter())
+
+        server.model.on_event = on_event
+        client = LocalClient(engine)
+        screen = PlanScreen(client)
+        app = _bench_app(screen)
+        try:
+            async with app.run_test(size=(120, 40)) as pilot:
+                await pilot.pause(0.3)
+                gc.freeze()  # the app freezes once its session is open, its screens up
+                for turn in range(PLAN_TURNS + 1):  # the first warms the SDK's connection up
+                    sent_at.clear()
+                    before = await _plan_send(app, screen, f"question {turn}")
+                    while len(screen.messages) != before + 2:  # the turn has ended
+                        if screen.query(".-error"):
+                            raise RuntimeError(str(screen.query(".-error").last().render()))
+                        await asyncio.sleep(0.001)
+                    reply = screen.reply
+                    while reply.first_painted_at is None:
+                        await asyncio.sleep(0.001)
+                    if turn:
+                        lags.append((reply.first_painted_at - sent_at[0]) * 1000)
+                    await pilot.pause(0.05)
+        finally:
+            await client.aclose()
+    med, p95 = median(lags), p(lags, 0.95)
+    note = f"{PLAN_TURNS} turns through the local client; max {max(lags):.1f} ms"
+    return [
+        Figure("plan: endpoint's first text delta → painted on the plan screen (median)", med,
+               "ms", "<= 50 ms", med <= 50, note=note),
+        Figure("plan: endpoint's first text delta → painted on the plan screen: p95", p95, "ms",
+               "<= 50 ms", p95 <= 50),
+    ]  # fmt: skip
+
+
+async def bench_plan_stream_keys(root: Path, seconds: float = 10) -> list[Figure]:
+    """A reply streamed at 2,000 tokens (8,000 characters) a second into the plan screen while
+    keys are sent, timed like the other key-latency figures. The endpoint paces its chunks by
+    a schedule (``chunk_delay_ms``): 1,000 chunks a second of 8 characters (2 tokens)."""
+    from coro_tui.client import LocalClient
+    from coro_tui.screens.plan import PlanScreen
+
+    chunk_chars = 8
+    text = _long_reply(int(2_000 * 4 * seconds))
+    script = {"chunk_chars": chunk_chars, "chunk_delay_ms": 1.0,
+              "chat_turns": [[{"text": text + _readiness()}]]}  # fmt: skip
+    deltas: list[float] = []
+    async with _plan_engine(root, script) as (engine, server):
+
+        def on_event(name: str, data: dict[str, Any]) -> None:
+            if name == "content_block_delta":
+                deltas.append(time.perf_counter())
+
+        server.model.on_event = on_event
+        client = LocalClient(engine)
+        screen = PlanScreen(client)
+        app = _bench_app(screen)
+        try:
+            async with app.run_test(size=(120, 40)) as pilot:
+                await pilot.pause(0.3)
+                gc.freeze()  # the app freezes once its session is open, its screens up
+                await _plan_send(app, screen, "write it all")
+                while len(deltas) < 300:  # well into the stream
+                    await asyncio.sleep(0.01)
+                began = len(deltas)
+                lags, handled = await _latencies(app)
+                during = len(deltas) - began
+                streaming = screen.streaming
+                while screen.streaming:
+                    await asyncio.sleep(0.05)
+                shown = len(screen.reply.source) if screen.reply is not None else 0
+        finally:
+            await client.aclose()
+    window = deltas[began : began + during]
+    rate = (len(window) - 1) / (window[-1] - window[0]) if len(window) > 1 else 0.0
+    tokens = rate * chunk_chars / 4
+    p95, worst = p(lags, 0.95), max(lags)
+    ok = handled == KEYS and streaming and tokens >= 1_800
+    note = (f"{tokens:,.0f} tokens/s ({rate:,.0f} chunks/s of {chunk_chars} characters, 4 "
+            f"characters a token) written by the endpoint while the keys were sent; stream still "
+            f"running at the last key: {streaming}; {handled}/{KEYS} keys handled; {shown:,} "
+            "characters shown at the end")  # fmt: skip
+    return [
+        Figure("key → handled, plan screen streaming 2,000 tokens/s: p95", p95, "ms", "< 100 ms",
+               p95 < 100 and ok, note=note),
+        Figure("key → handled, plan screen streaming 2,000 tokens/s: max", worst, "ms",
+               "< 100 ms", worst < 100 and ok),
+    ]  # fmt: skip
+
+
+# -- 5. log pane memory --------------------------------------------------------------------------
 async def bench_log_memory(total: int = 100_000, max_lines: int = 5_000) -> list[Figure]:
     from textual.app import App
 
@@ -477,10 +651,19 @@ async def main() -> list[Figure]:
         figures += await bench_many_jobs(Path(tmp) / "many")
         figures += await bench_steer_key(Path(tmp) / "steer")
         figures += await bench_urgent_interrupt(Path(tmp) / "urgent")
+        figures += await bench_plan_first_token(Path(tmp) / "plan-first")
+        figures += await bench_plan_stream_keys(Path(tmp) / "plan-stream")
     figures += await bench_log_memory()
     return figures
 
 
+async def plan_only() -> list[Figure]:
+    with tempfile.TemporaryDirectory() as tmp:
+        figures = await bench_plan_first_token(Path(tmp) / "plan-first")
+        figures += await bench_plan_stream_keys(Path(tmp) / "plan-stream")
+    return figures
+
+
 if __name__ == "__main__":
-    for figure in asyncio.run(main()):
+    for figure in asyncio.run(plan_only() if "--plan" in sys.argv else main()):
         print(figure.line())

@@ -76,7 +76,7 @@ def main() -> int:
         ("HTTP API (uvicorn + Starlette, h11)", asyncio.run(bench_api.main())),
         ("Webhooks (GitHub deliveries through POST /webhook/github)",
          asyncio.run(bench_scm.main())),
-        ("TUI (tmux start-up, key latency, log pane)", asyncio.run(bench_tui.main())),
+        ("TUI (tmux start-up, key latency, plan mode, log pane)", asyncio.run(bench_tui.main())),
     ]  # fmt: skip
     for title, figures in sections:
         print(f"# {title}")

@@ -55,7 +55,20 @@ TOKEN_ENV = "CORO_TOKEN"
 _DEFAULT_HOST = "127.0.0.1"
 _DEFAULT_PORT = 7337
 #: Modules the owned engine needs, imported in a thread so the painted screen keeps answering.
-_PRELOAD = ("engine.runtime", "engine.api", "engine.headless", "uvicorn", "starlette")
+#: Loaded in a worker thread after the first frame, before the app freezes what it has loaded
+#: (``gc.freeze``): an engine in this process calls the model (the SDK), and a plan reply
+#: renders Markdown, so they load here rather than in the middle of the first turn.
+_PRELOAD = (
+    "engine.runtime",
+    "engine.api",
+    "engine.headless",
+    "uvicorn",
+    "starlette",
+    "engine.providers.anthropic._executor",
+    "anthropic",
+    "engine.intake",
+    "rich.markdown",
+)
 
 
 class StartupFailed(Exception):

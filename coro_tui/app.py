@@ -13,6 +13,7 @@ and watch it (``self.watch(self.app, "client", callback)``); until it is set,
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
@@ -138,6 +139,10 @@ class CoroApp(App[int]):
             self._failed(f"{type(exc).__name__}: {exc}")
             raise
         self.session = session
+        # What is loaded by now (Textual, the engine, the SDKs) lives as long as the app: keep
+        # it out of the collector's full passes, which took 130-170 ms each with a plan reply
+        # streaming (a key waited that long), as `coro start --headless` does.
+        gc.freeze()
         if session.warning:
             self.notify(session.warning, severity="warning", timeout=20)
         self._connected(session.client)

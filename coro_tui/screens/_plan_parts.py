@@ -15,7 +15,7 @@ from typing import Any
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
-from textual.widgets import Input, Label, Markdown, Select, Static, Switch, TextArea
+from textual.widgets import Input, Label, Select, Static, Switch, TextArea
 
 from coro_tui.client import WorkflowSummary
 
@@ -50,20 +50,45 @@ def _visible(text: str) -> str:
     return visible_text(text)
 
 
-class StreamingReply(Markdown):
+#: A reply's finished text is frozen into segments of about this many characters: each is one
+#: widget drawn once, so a long reply costs the screen a few dozen widgets, not one per block.
+SEGMENT_CHARS = 2_000
+
+
+class StreamingReply(Vertical):
     """An assistant reply: raw text in, its visible Markdown out, redrawn at most 30 times a
-    second (tokens that arrive in between are drawn together)."""
+    second (tokens that arrive in between are drawn together).
+
+    The text already complete (up to a blank line outside a code fence) is frozen into
+    segments of about :data:`SEGMENT_CHARS` characters, each a :class:`Static` rendering its
+    Markdown once; only the tail is redrawn as tokens arrive. Rendering the whole reply as
+    one live Markdown document instead made every redraw cost in proportion to the reply.
+    """
+
+    DEFAULT_CSS = """
+    StreamingReply { height: auto; }
+    StreamingReply > .segment { height: auto; }
+    """
 
     def __init__(self, text: str = "", *, classes: str = "reply") -> None:
-        super().__init__(_visible(text) if text else "", classes=classes)
+        super().__init__(classes=classes)
         self._parts: list[str] = [text] if text else []
         self._fed = len(text)
-        self._drawn_upto = self._fed
-        self._shown = _visible(text) if text else ""
+        self._drawn_upto = 0
+        self._shown = ""
+        self._frozen = ""
         self._scheduled = False
         self._last_draw = 0.0
+        self._tail = Static("", classes="segment")
         self.first_painted_at: float | None = None
         """``time.perf_counter()`` when the first visible text was painted (for the bench)."""
+
+    def compose(self) -> ComposeResult:
+        yield self._tail
+
+    def on_mount(self) -> None:
+        if self._fed:
+            self.call_later(self._draw)
 
     @property
     def raw(self) -> str:
@@ -72,11 +97,23 @@ class StreamingReply(Markdown):
             self._parts[:] = ["".join(self._parts)]
         return self._parts[0] if self._parts else ""
 
+    @property
+    def empty(self) -> bool:
+        """Nothing has been fed yet."""
+        return self._fed == 0
+
+    @property
+    def source(self) -> str:
+        """The Markdown shown so far."""
+        return self._shown
+
     def feed(self, text: str) -> None:
         """Add streamed text; it is drawn with the next redraw."""
         self._parts.append(text)
         self._fed += len(text)
-        if self._scheduled:
+        if text and not self.display:
+            self.display = True
+        if self._scheduled or not self.is_mounted:
             return
         self._scheduled = True
         wait = self._last_draw + 1 / REDRAW_HZ - time.perf_counter()
@@ -86,26 +123,59 @@ class StreamingReply(Markdown):
             self.call_later(self._draw)
 
     async def _draw(self) -> None:
+        self._scheduled = False
         if not self.is_attached:
             return
         self._drawn_upto = self._fed
         visible = _visible(self.raw)
         if visible != self._shown:
-            if self._shown and visible.startswith(self._shown):
-                await self.append(visible[len(self._shown) :])
-            else:
-                await self.update(visible)
+            if not visible.startswith(self._frozen):  # an earlier part changed: start over
+                await self.remove_children(".frozen")
+                self._frozen = ""
+            tail = visible[len(self._frozen) :]
+            if len(tail) > SEGMENT_CHARS:
+                cut = _block_end(self._frozen, tail)
+                if cut:
+                    segment = Static(_markdown(tail[:cut]), classes="segment frozen")
+                    await self.mount(segment, before=self._tail)
+                    self._frozen += tail[:cut]
+                    tail = tail[cut:]
+            self._tail.update(_markdown(tail.strip("\n")) if tail.strip() else "")
             self._shown = visible
             if self.first_painted_at is None and visible:
                 self.call_after_refresh(self._painted)
         self._last_draw = time.perf_counter()
-        self._scheduled = False
         if self._fed != self._drawn_upto:  # more came while drawing
             self.feed("")
 
     def _painted(self) -> None:
         if self.first_painted_at is None:
             self.first_painted_at = time.perf_counter()
+
+
+def _markdown(text: str) -> Any:
+    from rich.markdown import Markdown as RichMarkdown
+
+    return RichMarkdown(text)
+
+
+def _block_end(before: str, tail: str) -> int:
+    """Where ``tail`` can be cut after a finished block: just past its last blank line that is
+    outside a code fence (0: nowhere yet). ``before`` is the text already frozen."""
+    fenced = _fences(before) % 2 == 1
+    cut = 0
+    at = 0
+    for line in tail.splitlines(keepends=True):
+        at += len(line)
+        if line.lstrip().startswith(("```", "~~~")):
+            fenced = not fenced
+        elif not line.strip() and not fenced and at < len(tail):
+            cut = at
+    return cut
+
+
+def _fences(text: str) -> int:
+    return sum(1 for line in text.splitlines() if line.lstrip().startswith(("```", "~~~")))
 
 
 def _tool_argument(data: dict[str, Any]) -> str:

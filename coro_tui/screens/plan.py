@@ -15,6 +15,7 @@ budgets. Once the assistant writes a brief it shows as a card whose fields can b
 
 from __future__ import annotations
 
+import gc
 import secrets
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -245,7 +246,11 @@ class PlanScreen(Screen[None]):
     async def _turn(self, text: str, bubble: Static) -> None:
         self.streaming = True
         self._status("thinking…")
-        self.reply = None
+        # Mounted now, hidden: the first token then only draws text, with no layout of a new
+        # widget between the endpoint sending it and the screen showing it.
+        self.reply = StreamingReply()
+        self.reply.display = False
+        self._add(self.reply)
         self._tools.clear()
         tokens: list[str] = []
         ended = False
@@ -259,6 +264,9 @@ class PlanScreen(Screen[None]):
         finally:
             self.streaming = False
             self._status("")
+            # A turn leaves plenty of garbage: collect it now, while the developer reads,
+            # rather than in a full pass (80 ms and more) in the middle of the next reply.
+            self.call_after_refresh(gc.collect)
         if ended:
             self.messages.append({"role": "assistant", "content": "".join(tokens)})
         else:  # not part of the conversation: the message goes back into the line
@@ -277,6 +285,7 @@ class PlanScreen(Screen[None]):
             if self.reply is None:
                 self.reply = StreamingReply()
                 self._add(self.reply)
+            if self.reply.empty:
                 self._status("answering…")
             self.reply.feed(text)
         elif kind == "thinking":

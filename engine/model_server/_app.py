@@ -58,10 +58,16 @@ def build_app(model: ScriptedModel, closing: asyncio.Event) -> Starlette:
                     (b"content-length", str(len(body)).encode()),
                 ]
             await send({"type": "http.response.start", "status": reply.status, "headers": headers})
+            # Paced by a schedule rather than a sleep per event: a busy loop wakes a sleeper
+            # late, and sleeping only when ahead keeps the rate the script asks for.
             pause = model.script.chunk_delay_ms / 1000
+            loop = asyncio.get_running_loop()
+            started = loop.time()
             for index, event in enumerate(reply.events):
                 if pause and index:
-                    await asyncio.sleep(pause)
+                    ahead = started + index * pause - loop.time()
+                    if ahead > 0:
+                        await asyncio.sleep(ahead)
                 await send({"type": "http.response.body", "body": frame(event), "more_body": True})
                 if model.on_event is not None:
                     model.on_event(event[0], event[1])

@@ -15,6 +15,7 @@ from textual.pilot import Pilot
 from textual.widgets import Input, Markdown, Static, TextArea
 
 from coro_tui.client import EngineClient
+from coro_tui.screens._plan_parts import StreamingReply
 from coro_tui.screens.job import JobScreen
 from coro_tui.screens.new_job import NewJobScreen
 from coro_tui.screens.plan import PlanScreen, new_session_id
@@ -56,7 +57,7 @@ def transcript(screen: PlanScreen) -> str:
     """The transcript as a reader sees it: messages, replies, tool rows and lines."""
     parts: list[str] = []
     for child in screen.transcript.children:
-        if isinstance(child, Markdown):
+        if isinstance(child, (Markdown, StreamingReply)):
             parts.append(child.source)
         elif isinstance(child, Static):
             parts.append(str(child.render()))
