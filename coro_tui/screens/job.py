@@ -170,10 +170,15 @@ class JobScreen(Screen[None]):
     @work(exclusive=True, group="job-feed")
     async def _load(self) -> None:
         try:
-            self.show_job(await self.client.get_job(self.job_id))
+            job = await self.client.get_job(self.job_id)
+            if not self.is_attached:
+                return
+            self.show_job(job)
             lines, cursor = await self.client.log_tail(self.job_id, self.log_max_lines)
         except ClientError as exc:
             self._say(exc.message, title=self.job_id, severity="error")
+            return
+        if not self.is_attached:
             return
         pane = self.log_pane
         pane.write(lines)
@@ -220,9 +225,12 @@ class JobScreen(Screen[None]):
         self._refresh_timer = None
         self._last_refresh = time.monotonic()
         try:
-            self.show_job(await self.client.get_job(self.job_id))
+            job = await self.client.get_job(self.job_id)
         except ClientError as exc:
             self._say(exc.message, title=self.job_id, severity="error")
+            return
+        if self.is_attached:  # the screen may have closed while the job was fetched
+            self.show_job(job)
 
     # -- drawing --------------------------------------------------------------------------------
     def show_job(self, job: Job) -> None:

@@ -127,7 +127,16 @@ async def test_the_activity_line_shows_the_tool_in_flight(tui_rig: TuiRig) -> No
         async with app.run_test(size=(100, 30)) as pilot:
             screen = await opened(pilot)
             activity = screen.query_one("#job-activity", ActivityLine)
-            await until(pilot, lambda: activity.describe().startswith("tool Bash: pytest -q — "))
+            for _ in range(2000):
+                if activity.describe().startswith("tool Bash: pytest -q — "):
+                    break
+                await pilot.pause(0.01)
+            else:
+                events = await tui_rig.engine.store.read_events("st-act", limit=100)
+                raise AssertionError(
+                    f"the activity line says {activity.describe()!r}, tools {activity.tools!r}; "
+                    f"events: {[(e.seq, e.kind, e.data) for e in events]}"
+                )
             assert activity.has_class("-shown")
             assert "now: tool Bash: pytest -q" in str(activity.render())
             release.set()
