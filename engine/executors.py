@@ -22,7 +22,14 @@ if TYPE_CHECKING:
     from engine.workflow import PhaseConfig
     from state import Job
 
-__all__ = ["ENTRY_POINT_GROUP", "ExecutorNotFound", "ExecutorRegistry", "PhaseAssignment"]
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "ExecutorNotFound",
+    "ExecutorRegistry",
+    "PhaseAssignment",
+    "assign",
+    "model_for",
+]
 
 ENTRY_POINT_GROUP = "coro.executors"
 
@@ -105,6 +112,19 @@ class ExecutorRegistry:
         self._instances.pop(provider, None)
 
 
+def model_for(name: str, config: LocalConfig, *providers: str | None) -> tuple[str, str]:
+    """``(provider, model)`` for ``name``, an ``llm.aliases`` key or else a model id as it is.
+
+    The provider is the first of ``providers`` that is set, else the alias's, else
+    ``llm.defaultProvider``.
+    """
+    alias = config.llm.aliases.get(name)
+    model = alias.model if alias is not None else name
+    provider = next((p for p in providers if p), None)
+    provider = provider or (alias.provider if alias is not None else None)
+    return provider or config.llm.default_provider, model
+
+
 def assign(job: Job, phase: PhaseConfig, config: LocalConfig) -> PhaseAssignment:
     """Resolve the phase's provider and model.
 
@@ -115,20 +135,16 @@ def assign(job: Job, phase: PhaseConfig, config: LocalConfig) -> PhaseAssignment
     aliases = config.llm.aliases
     override = job.phase_model_overrides.get(phase.name)
     if override is not None:
-        alias = aliases.get(override.model)
-        model = alias.model if alias is not None else override.model
-        provider = override.provider or phase.provider or (alias.provider if alias else None)
-        return PhaseAssignment(provider or config.llm.default_provider, model, "override")
+        provider, model = model_for(override.model, config, override.provider, phase.provider)
+        return PhaseAssignment(provider, model, "override")
     key = phase.model or phase.tier or "planning"
-    alias = aliases.get(key)
-    if alias is None and phase.model is None:
+    if key not in aliases and phase.model is None:
         known = ", ".join(sorted(aliases)) or "none"
         raise CoroError(
             f"phase {phase.name!r} asks for tier {key!r}, but llm.aliases has no such alias "
             f"(defined: {known}). Add it to the config.",
             title="Unknown model tier",
         )
-    model = alias.model if alias is not None else key
-    provider = phase.provider or (alias.provider if alias is not None else None)
+    provider, model = model_for(key, config, phase.provider)
     source = f"tier {key}" if phase.model is None else f"phase model {key}"
-    return PhaseAssignment(provider or config.llm.default_provider, model, source)
+    return PhaseAssignment(provider, model, source)

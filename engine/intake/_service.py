@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import re
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -25,7 +27,7 @@ from pydantic.alias_generators import to_camel
 from engine._fs import atomic_write_bytes, ensure_private_dir
 from engine.catalogue import list_workflows, workflow_problem
 from engine.errors import CoroError, ProviderError, ProviderNotConfigured
-from engine.executors import ExecutorNotFound
+from engine.executors import ExecutorNotFound, model_for
 from engine.intake._prompt import PromptFacts, system_prompt
 from engine.intake._protocol import Brief, brief_problems, parse_turn
 from engine.intake._tools import IntakeToolBox, RepoView
@@ -53,6 +55,9 @@ _SESSION_ID = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
 #: A turn that starts with this share of the session's tokens spent is asked to wrap up.
 _WRAP_UP_SHARE = 0.8
 _FINDINGS_PARAM_CHARS = 8 * 1024
+#: A repository's SCM copy fetched this recently is read as it is: the turns of one
+#: conversation do not each pay a fetch.
+_COPY_FRESH_SECONDS = 300.0
 
 
 class _Body(BaseModel):
@@ -96,6 +101,9 @@ class DispatchBody(_Body):
     brief: dict[str, Any] | None = None
 
 
+_Emit = Callable[["IntakeEvent"], Awaitable[None]]
+
+
 class IntakeRefused(CoroError):
     """A plan-mode request that cannot go ahead; ``status`` is its HTTP status."""
 
@@ -121,6 +129,8 @@ class _Turn:
     session: Investigation
     number: int
     lock: asyncio.Lock
+    #: What the running turn says, ``None`` last; :meth:`IntakeService.run` hands it on.
+    events: asyncio.Queue[IntakeEvent | None] = field(default_factory=asyncio.Queue)
 
 
 class IntakeService:
@@ -130,6 +140,8 @@ class IntakeService:
         self.engine = engine
         self._locks: dict[str, asyncio.Lock] = {}
         self._turns: set[asyncio.Task[None]] = set()
+        #: SCM copies by repository: when each was last fetched, and where it is.
+        self._copies: dict[str, tuple[float, Path]] = {}
 
     @property
     def limits(self) -> dict[str, int]:
@@ -208,20 +220,23 @@ class IntakeService:
         except BaseException:
             lock.release()
             raise
-        return _Turn(request, session, number, lock)
-
-    async def run(self, turn: _Turn) -> AsyncIterator[IntakeEvent]:
-        """The turn's events. The turn goes on to its end (and is saved) even when the
-        client stops listening: plan-mode replies are not thrown away."""
-        queue: asyncio.Queue[IntakeEvent | None] = asyncio.Queue()
-        task = asyncio.create_task(self._turn(turn, queue.put), name=f"coro-plan-{turn.session.id}")
+        turn = _Turn(request, session, number, lock)
+        # The turn runs from here, whether or not anyone reads its events (a client gone
+        # before its stream started): it ends, is saved and releases the session's lock.
+        task = asyncio.create_task(self._turn(turn), name=f"coro-plan-{session.id}")
         self._turns.add(task)
         task.add_done_callback(self._turns.discard)
-        task.add_done_callback(lambda _: queue.put_nowait(None))
-        while (event := await queue.get()) is not None:
+        task.add_done_callback(lambda _: turn.events.put_nowait(None))
+        return turn
+
+    async def run(self, turn: _Turn) -> AsyncIterator[IntakeEvent]:
+        """The events of a turn :meth:`begin` started. The turn goes on to its end (and is
+        saved) even when the client stops listening: plan-mode replies are not thrown away."""
+        while (event := await turn.events.get()) is not None:
             yield event
 
-    async def _turn(self, turn: _Turn, emit: Any) -> None:
+    async def _turn(self, turn: _Turn) -> None:
+        emit = turn.events.put
         try:
             await self._answer(turn, emit)
         except Exception as exc:
@@ -230,7 +245,7 @@ class IntakeService:
         finally:
             turn.lock.release()
 
-    async def _answer(self, turn: _Turn, emit: Any) -> None:
+    async def _answer(self, turn: _Turn, emit: _Emit) -> None:
         engine, session, request = self.engine, turn.session, turn.request
         bounds = engine.config.intake
         limits = self.limits
@@ -403,16 +418,12 @@ class IntakeService:
 
     def _executor(self, request: IntakeRequest) -> tuple[Any, str]:
         config = self.engine.config
-        key = request.model or "planning"
-        alias = config.llm.aliases.get(key)
-        if alias is None and request.model is None:
+        if request.model is None and "planning" not in config.llm.aliases:
             raise _NoLlm(
                 "plan mode uses the 'planning' tier, and llm.aliases has no 'planning' alias; "
                 "add one, or pick a model"
             )
-        model = alias.model if alias is not None else key
-        provider = request.provider or (alias.provider if alias else None)
-        provider = provider or config.llm.default_provider
+        provider, model = model_for(request.model or "planning", config, request.provider)
         try:
             executor = self.engine.executors.executor(provider, config)
         except ExecutorNotFound as exc:
@@ -421,7 +432,9 @@ class IntakeService:
             raise _NoLlm(f"the {provider} executor cannot chat, so it cannot run plan mode")
         return executor, model
 
-    async def _repo(self, context: IntakeContext, emit: Any) -> tuple[RepoView | None, str | None]:
+    async def _repo(
+        self, context: IntakeContext, emit: _Emit
+    ) -> tuple[RepoView | None, str | None]:
         """The repository the tools read, and a note for the prompt when there is none."""
         if context.repo_path:
             root = Path(context.repo_path).expanduser()
@@ -432,6 +445,9 @@ class IntakeService:
             return RepoView(root.resolve(), context.repo or root.name), None
         if not context.repo:
             return None, "No repository was named: ask which one, if it matters."
+        fetched = self._copies.get(context.repo)
+        if fetched is not None and time.monotonic() - fetched[0] < _COPY_FRESH_SECONDS:
+            return RepoView(fetched[1], context.repo), None
         await emit(IntakeEvent("notice", {"kind": "repo",
                                           "message": f"fetching {context.repo}…"}))  # fmt: skip
         try:
@@ -441,6 +457,7 @@ class IntakeService:
             note = f"the repository {context.repo} could not be fetched: {message}"
             await emit(IntakeEvent("notice", {"kind": "repo", "message": note}))
             return None, note
+        self._copies[context.repo] = (time.monotonic(), root)
         return RepoView(root, context.repo), None
 
     async def _scm_copy(self, repo: str) -> Path:
@@ -529,8 +546,6 @@ class IntakeService:
 
     def _write_plan(self, session: Investigation, brief: Brief) -> Path:
         """The plan's context directory: ``findings.md``, ``brief.json``, ``transcript.md``."""
-        import json
-
         plan_dir = self.engine.paths.home / "plans" / session.id
         ensure_private_dir(plan_dir)
         findings = session.findings or "No findings were written in plan mode.\n"
