@@ -493,6 +493,25 @@ async def _plan_engine(root: Path, script: dict[str, Any]) -> Any:
             await engine.stop(grace=1)
 
 
+@contextlib.asynccontextmanager
+async def _plan_screen(engine: Any) -> Any:
+    """The plan screen on ``engine`` through the local client, in a 120x40 test app, settled
+    and with what it loaded frozen, as the app freezes it once its session is open."""
+    from coro_tui.client import LocalClient
+    from coro_tui.screens.plan import PlanScreen
+
+    client = LocalClient(engine)
+    screen = PlanScreen(client)
+    app = _bench_app(screen)
+    try:
+        async with app.run_test(size=(120, 40)) as pilot:
+            await pilot.pause(0.3)
+            gc.freeze()
+            yield app, screen, pilot
+    finally:
+        await client.aclose()
+
+
 async def _plan_send(app: Any, screen: Any, text: str) -> int:
     """Type ``text`` and ``enter`` into the plan screen's message line, as the terminal does;
     returns how many messages the conversation had before."""
@@ -508,9 +527,6 @@ async def _plan_send(app: Any, screen: Any, text: str) -> int:
 async def bench_plan_first_token(root: Path) -> list[Figure]:
     """The endpoint's first text delta of a reply (``server.model.on_event``, right after the
     frame is written) → the plan screen's reply painted with it (``first_painted_at``)."""
-    from coro_tui.client import LocalClient
-    from coro_tui.screens.plan import PlanScreen
-
     answer = "the limit is enforced per caller." + _readiness()
     script = {"chat_turns": [[{"text": f"Reply {n}: {answer}"}] for n in range(PLAN_TURNS + 1)]}
     lags: list[float] = []
@@ -523,28 +539,20 @@ async def bench_plan_first_token(root: Path) -> list[Figure]:
                 sent_at.append(time.perf_counter())
 
         server.model.on_event = on_event
-        client = LocalClient(engine)
-        screen = PlanScreen(client)
-        app = _bench_app(screen)
-        try:
-            async with app.run_test(size=(120, 40)) as pilot:
-                await pilot.pause(0.3)
-                gc.freeze()  # the app freezes once its session is open, its screens up
-                for turn in range(PLAN_TURNS + 1):  # the first warms the SDK's connection up
-                    sent_at.clear()
-                    before = await _plan_send(app, screen, f"question {turn}")
-                    while len(screen.messages) != before + 2:  # the turn has ended
-                        if screen.query(".-error"):
-                            raise RuntimeError(str(screen.query(".-error").last().render()))
-                        await asyncio.sleep(0.001)
-                    reply = screen.reply
-                    while reply.first_painted_at is None:
-                        await asyncio.sleep(0.001)
-                    if turn:
-                        lags.append((reply.first_painted_at - sent_at[0]) * 1000)
-                    await pilot.pause(0.05)
-        finally:
-            await client.aclose()
+        async with _plan_screen(engine) as (app, screen, pilot):
+            for turn in range(PLAN_TURNS + 1):  # the first warms the SDK's connection up
+                sent_at.clear()
+                before = await _plan_send(app, screen, f"question {turn}")
+                while len(screen.messages) != before + 2:  # the turn has ended
+                    if screen.query(".-error"):
+                        raise RuntimeError(str(screen.query(".-error").last().render()))
+                    await asyncio.sleep(0.001)
+                reply = screen.reply
+                while reply.first_painted_at is None:
+                    await asyncio.sleep(0.001)
+                if turn:
+                    lags.append((reply.first_painted_at - sent_at[0]) * 1000)
+                await pilot.pause(0.05)
     med, p95 = median(lags), p(lags, 0.95)
     note = f"{PLAN_TURNS} turns through the local client; max {max(lags):.1f} ms"
     return [
@@ -559,9 +567,6 @@ async def bench_plan_stream_keys(root: Path, seconds: float = 10) -> list[Figure
     """A reply streamed at 2,000 tokens (8,000 characters) a second into the plan screen while
     keys are sent, timed like the other key-latency figures. The endpoint paces its chunks by
     a schedule (``chunk_delay_ms``): 1,000 chunks a second of 8 characters (2 tokens)."""
-    from coro_tui.client import LocalClient
-    from coro_tui.screens.plan import PlanScreen
-
     chunk_chars = 8
     text = _long_reply(int(2_000 * 4 * seconds))
     script = {"chunk_chars": chunk_chars, "chunk_delay_ms": 1.0,
@@ -574,25 +579,17 @@ async def bench_plan_stream_keys(root: Path, seconds: float = 10) -> list[Figure
                 deltas.append(time.perf_counter())
 
         server.model.on_event = on_event
-        client = LocalClient(engine)
-        screen = PlanScreen(client)
-        app = _bench_app(screen)
-        try:
-            async with app.run_test(size=(120, 40)) as pilot:
-                await pilot.pause(0.3)
-                gc.freeze()  # the app freezes once its session is open, its screens up
-                await _plan_send(app, screen, "write it all")
-                while len(deltas) < 300:  # well into the stream
-                    await asyncio.sleep(0.01)
-                began = len(deltas)
-                lags, handled = await _latencies(app)
-                during = len(deltas) - began
-                streaming = screen.streaming
-                while screen.streaming:
-                    await asyncio.sleep(0.05)
-                shown = len(screen.reply.source) if screen.reply is not None else 0
-        finally:
-            await client.aclose()
+        async with _plan_screen(engine) as (app, screen, _):
+            await _plan_send(app, screen, "write it all")
+            while len(deltas) < 300:  # well into the stream
+                await asyncio.sleep(0.01)
+            began = len(deltas)
+            lags, handled = await _latencies(app)
+            during = len(deltas) - began
+            streaming = screen.streaming
+            while screen.streaming:
+                await asyncio.sleep(0.05)
+            shown = len(screen.reply.source) if screen.reply is not None else 0
     window = deltas[began : began + during]
     rate = (len(window) - 1) / (window[-1] - window[0]) if len(window) > 1 else 0.0
     tokens = rate * chunk_chars / 4

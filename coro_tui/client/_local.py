@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from coro_tui.client._protocol import ClientError, PlanEvent, RunnerInfo
-from coro_tui.client._remote import RemoteClient
+from coro_tui.client._remote import RemoteClient, plan_body
 
 if TYPE_CHECKING:
     from engine.runtime import Engine
@@ -65,13 +65,8 @@ class LocalClient(RemoteClient):
 
         from engine.intake import IntakeRefused, IntakeRequest
 
-        body: dict[str, Any] = {"sessionId": session_id, "messages": messages}
-        if context:
-            body["context"] = context
-        if model:
-            body["model"] = model
         try:
-            request = IntakeRequest.model_validate(body)
+            request = IntakeRequest.model_validate(plan_body(session_id, messages, context, model))
         except ValidationError as exc:
             error = exc.errors(include_url=False)[0]
             field = ".".join(str(part) for part in error["loc"])

@@ -243,11 +243,7 @@ class RemoteClient:
     ) -> AsyncIterator[PlanEvent]:
         import httpx2
 
-        body: dict[str, Any] = {"sessionId": session_id, "messages": messages}
-        if context:
-            body["context"] = context
-        if model:
-            body["model"] = model
+        body = plan_body(session_id, messages, context, model)
         try:
             async with self._http.stream(
                 "POST", "/intake/stream", json=body, timeout=httpx2.Timeout(30.0, read=None)
@@ -289,6 +285,21 @@ class RemoteClient:
         path = f"/scm/local/prs/{pr_id}"
         await self._request("POST", f"{path}/approve", body={"user": _developer()}, params=query)
         await self._request("POST", f"{path}/merge", body={}, params=query)
+
+
+def plan_body(
+    session_id: str,
+    messages: list[dict[str, str]],
+    context: dict[str, Any] | None,
+    model: str | None,
+) -> dict[str, Any]:
+    """The ``POST /intake/stream`` body for one plan-mode turn."""
+    body: dict[str, Any] = {"sessionId": session_id, "messages": messages}
+    if context:
+        body["context"] = context
+    if model:
+        body["model"] = model
+    return body
 
 
 def _developer() -> str:

@@ -88,13 +88,16 @@ async def serving() -> AsyncIterator[str]:
         await server.stop()
 
 
+def github_config(url: str) -> LocalConfig:
+    return LocalConfig.model_validate(
+        {"tracker": {"provider": "github",
+                     "github": {"token": TOKEN, "repo": "acme/svc", "apiUrl": url}}}
+    )  # fmt: skip
+
+
 async def test_github_issues_are_read_cut_and_searched() -> None:
     async with serving() as url:
-        config = LocalConfig.model_validate(
-            {"tracker": {"provider": "github",
-                         "github": {"token": TOKEN, "repo": "acme/svc", "apiUrl": url}}}
-        )  # fmt: skip
-        tracker, problem = tracker_for(config)
+        tracker, problem = tracker_for(github_config(url))
         assert tracker is not None and problem is None
         try:
             issue = await tracker.issue("#7")
@@ -138,10 +141,7 @@ async def test_tracker_tools_exist_only_with_a_tracker(coro_home: Path) -> None:
         plain = IntakeToolBox(config=engine.config, store=engine.store, repo=None)
         assert plain.names == ["list_past_jobs", "get_past_job"]
         async with serving() as url:
-            config = LocalConfig.model_validate(
-                {"tracker": {"provider": "github",
-                             "github": {"token": TOKEN, "repo": "acme/svc", "apiUrl": url}}}
-            )  # fmt: skip
+            config = github_config(url)
             tracker, _ = tracker_for(config)
             assert tracker is not None
             tools = IntakeToolBox(config=config, store=engine.store, repo=None, tracker=tracker)
