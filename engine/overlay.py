@@ -50,6 +50,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 INTELLIGENCE_DIR = "_intelligence"
+#: Beside the jobs' directories (job ids cannot start with ``.``), so on their filesystem.
+OVERLAY_STORE_DIR = ".overlay-store"
 _WORKFLOW_FILE = re.compile(r"workflows/[^/]+/workflow\.md")
 
 
@@ -131,7 +133,7 @@ class OverlayManager:
         self.config = config
         self.paths = paths
         self.tenant_id = tenant_id_for(config)
-        self._resolver = IntelligenceResolver()
+        self._resolver = IntelligenceResolver(store=paths.working_dir / OVERLAY_STORE_DIR)
         self._git = TenantGitLoader(paths.cache_dir)
         self._known_tool = known_tool
         self._workflows: dict[tuple[str, bytes], Workflow] = {}
@@ -141,6 +143,14 @@ class OverlayManager:
         self.config = config
         self.paths = paths
         self._workflows.clear()
+        store = paths.working_dir / OVERLAY_STORE_DIR
+        if self._resolver.store is None or self._resolver.store.root != store:
+            self._resolver = IntelligenceResolver(store=store)
+
+    def sweep_store(self) -> int:
+        """Delete shared overlay files no job links any more; returns how many (blocking)."""
+        store = self._resolver.store
+        return store.sweep() if store is not None else 0
 
     def intelligence_dir(self, job_id: str) -> Path:
         return self.paths.job_dir(job_id) / INTELLIGENCE_DIR

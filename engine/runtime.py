@@ -162,6 +162,7 @@ class Engine:
 
         self.intake = IntakeService(self)
         self._started = True
+        await asyncio.to_thread(self.overlays.sweep_store)
         await self._recover()
         await self.inbound.sweep()
         await self.intake.expire_stale()

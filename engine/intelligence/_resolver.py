@@ -26,6 +26,7 @@ from pathlib import Path
 from engine.errors import IntelligenceError, LayerEscapeError
 from engine.intelligence._layers import Layer, is_inside, real_root, safe_relpath
 from engine.intelligence._merge import MANIFEST_NAME, Target, Winner, plan
+from engine.intelligence._store import BlobStore
 
 __all__ = ["IntelligenceResolver", "ResolveResult"]
 
@@ -77,17 +78,26 @@ class IntelligenceResolver:
     """Merges intelligence layers (lowest first) into a job's overlay directory.
 
     Thread-safe: resolves of the same destination are serialised, so keep one per process.
+
+    Args:
+        store: where to keep one shared copy of each file, hard-linked into every overlay
+            that holds it (see :class:`~engine.intelligence._store.BlobStore`); it must be on
+            the overlays' filesystem, or copies are written. ``None``: every overlay gets
+            copies of its own.
     """
 
     #: A resolve whose last run took less than this runs on the event loop: the hop to a worker
     #: thread (and the GIL contention it brings with many jobs) costs more than the work.
     INLINE_BELOW_S = 0.002
 
-    def __init__(self) -> None:
+    def __init__(self, store: Path | None = None) -> None:
+        self.store = BlobStore(store) if store is not None else None
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
         self._cost: dict[str, float] = {}  # dest -> seconds its last resolve took
         self._manifests: _Manifests = {}  # real dest -> its parsed manifest
+        # real dest -> the plan last materialised there, and its winners
+        self._last: dict[str, tuple[dict[str, Target], dict[str, Winner]]] = {}
 
     def resolve(self, job_id: str, layers: Sequence[Layer], dest: Path) -> ResolveResult:
         """Bring ``dest`` in line with the merge of ``layers``, touching only what changed.
@@ -106,13 +116,22 @@ class IntelligenceResolver:
         dest_real = _check_dest(layers, dest)
         with self._lock(dest_real):
             targets = plan(layers)
+            last = self._last.pop(dest_real, None)
             try:
                 os.makedirs(dest_real, exist_ok=True)
-                result = _materialise(dest, dest_real, targets, self._manifests)
+                result = _materialise(
+                    dest,
+                    dest_real,
+                    targets,
+                    self._manifests,
+                    self.store,
+                    last[1] if last is not None and last[0] is targets else None,
+                )
             except OSError as exc:
                 raise IntelligenceError(
                     f"could not write the intelligence overlay of job {job_id} in {dest}: {exc}",
                 ) from exc
+            self._last[dest_real] = (targets, result.winners)
             self._cost[str(dest)] = time.perf_counter() - started
         level = logging.INFO if result.changed else logging.DEBUG
         log.log(
@@ -140,6 +159,7 @@ class IntelligenceResolver:
         """Drop what is remembered about ``dest`` (its job ended and the overlay is gone)."""
         self._cost.pop(str(dest), None)
         self._manifests.pop(os.path.realpath(dest), None)
+        self._last.pop(os.path.realpath(dest), None)
         with self._locks_guard:
             self._locks.pop(os.path.realpath(dest), None)
 
@@ -174,9 +194,21 @@ _Manifests = dict[str, tuple[tuple[int, int, int], dict[str, "_Record"]]]
 
 
 def _materialise(
-    dest: Path, dest_real: str, targets: dict[str, Target], manifests: _Manifests
+    dest: Path,
+    dest_real: str,
+    targets: dict[str, Target],
+    manifests: _Manifests,
+    store: BlobStore | None = None,
+    same_plan_winners: dict[str, Winner] | None = None,
 ) -> ResolveResult:
-    old = _cached_manifest(dest_real, manifests)
+    """Bring ``dest_real`` in line with ``targets``.
+
+    ``same_plan_winners`` is given when ``targets`` is the very plan last materialised here
+    (no layer changed since): a manifest entry this process wrote then is known to match its
+    sources without comparing them again, so only the copies are checked.
+    """
+    old, cached = _cached_manifest(dest_real, manifests)
+    same_plan = same_plan_winners is not None and cached
     racy_after = time.time_ns() - _RACY_NS
     removed = _remove_stale(dest_real, [p for p in old if p not in targets])
     records: dict[str, _Record] = {}
@@ -185,7 +217,6 @@ def _materialise(
     for relpath, target in targets.items():
         path = f"{dest_real}/{relpath}"
         record = old.get(relpath)
-        signature = target.signature()
         try:
             st: os.stat_result | None = os.lstat(path)
         except FileNotFoundError:
@@ -198,10 +229,16 @@ def _materialise(
             and st.st_mtime_ns == record.mtime_ns
             and bool(st.st_mode & 0o100) == target.executable
         )
-        if copy_intact and record is not None and record.sources == signature:
+        if (
+            copy_intact
+            and record is not None
+            and record.sources is not None
+            and (same_plan or record.sources == target.signature())
+        ):
             unchanged += 1
             records[relpath] = record
             continue
+        signature = target.signature()
         content = target.content()
         digest = hashlib.sha256(content).hexdigest()
         if st is not None and (
@@ -210,7 +247,7 @@ def _materialise(
         ):
             unchanged += 1
         else:
-            st = _write(dest_real, relpath, content, target.executable, made_dirs)
+            st = _write(dest_real, relpath, content, target.executable, made_dirs, store, digest)
             written += 1
         trusted = target.newest_mtime_ns() < racy_after
         records[relpath] = _Record(
@@ -220,7 +257,10 @@ def _materialise(
         _save_manifest(dest_real, records)
         with contextlib.suppress(OSError):
             manifests[dest_real] = (_identity(dest_real), records)
-    winners = {relpath: target.winner for relpath, target in targets.items()}
+    if same_plan_winners is not None:
+        winners = same_plan_winners
+    else:
+        winners = {relpath: target.winner for relpath, target in targets.items()}
     return ResolveResult(dest, written, removed, unchanged, winners)
 
 
@@ -235,14 +275,23 @@ def _holds(path: str, st: os.stat_result, content: bytes, executable: bool) -> b
 
 
 def _write(
-    dest_real: str, relpath: str, content: bytes, executable: bool, made_dirs: set[str]
+    dest_real: str,
+    relpath: str,
+    content: bytes,
+    executable: bool,
+    made_dirs: set[str],
+    store: BlobStore | None = None,
+    digest: str = "",
 ) -> os.stat_result:
+    """Put ``content`` at ``relpath``: a link to the store's copy, else a copy of its own."""
     _make_parents(dest_real, relpath, made_dirs)
     path = f"{dest_real}/{relpath}"
     if os.path.isdir(path) and not os.path.islink(path):
         raise IntelligenceError(
             f"cannot write {relpath} in the overlay: a directory coro did not create is there",
         )
+    if store is not None and store.link(content, digest, executable, path):
+        return os.lstat(path)
     tmp = path + ".coro-tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
     try:
@@ -307,19 +356,20 @@ def _identity(dest_real: str) -> tuple[int, int, int]:
     return st.st_ino, st.st_size, st.st_mtime_ns
 
 
-def _cached_manifest(dest_real: str, manifests: _Manifests) -> dict[str, _Record]:
-    """The manifest, parsed again only when its file is not the one last read or written."""
+def _cached_manifest(dest_real: str, manifests: _Manifests) -> tuple[dict[str, _Record], bool]:
+    """The manifest, parsed again only when its file is not the one last read or written;
+    and whether it is that one."""
     try:
         identity = _identity(dest_real)
     except OSError:
         manifests.pop(dest_real, None)
-        return _load_manifest(dest_real)
+        return _load_manifest(dest_real), False
     cached = manifests.get(dest_real)
     if cached is not None and cached[0] == identity:
-        return cached[1]
+        return cached[1], True
     records = _load_manifest(dest_real)
     manifests[dest_real] = (identity, records)
-    return records
+    return records, False
 
 
 def _load_manifest(dest_real: str) -> dict[str, _Record]:

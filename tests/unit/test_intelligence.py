@@ -26,6 +26,23 @@ from engine.intelligence import (
 )
 
 
+@pytest.fixture(autouse=True, params=["copies", "links"])
+def overlay_mode(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> str:
+    """Every test runs twice: with overlays of plain copies, and as the engine runs them, with
+    files hard-linked from a shared store."""
+    if request.param == "links":
+        original = IntelligenceResolver.__init__
+        store = tmp_path / "overlay-store"
+
+        def with_store(self: IntelligenceResolver, store_: Path | None = None) -> None:
+            original(self, store=store if store_ is None else store_)
+
+        monkeypatch.setattr(IntelligenceResolver, "__init__", with_store)
+    return str(request.param)
+
+
 def put(root: Path, relpath: str, text: str) -> Path:
     path = root / relpath
     path.parent.mkdir(parents=True, exist_ok=True)
