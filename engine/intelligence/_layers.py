@@ -134,6 +134,10 @@ def real_root(layer: Layer) -> str | None:
         IntelligenceError: the root exists but is not a directory.
         LayerEscapeError: the root resolves outside ``layer.within``.
     """
+    if layer.unchanging:
+        known = _UNCHANGING_ROOTS.get(layer)
+        if known is not None:
+            return known
     try:
         root = os.path.realpath(layer.root, strict=True)
     except OSError:
@@ -144,7 +148,13 @@ def real_root(layer: Layer) -> str | None:
         raise LayerEscapeError(
             f"layer {layer.name}: {layer.root} resolves to {root}, outside {layer.within}",
         )
+    if layer.unchanging:
+        _UNCHANGING_ROOTS[layer] = root
     return root
+
+
+#: Real roots of unchanging layers (the packaged base layer cannot move while coro runs).
+_UNCHANGING_ROOTS: dict[Layer, str] = {}
 
 
 def is_inside(path: str, directory: str) -> bool:

@@ -89,10 +89,20 @@ def _read(path: str) -> bytes:
         return f.read()
 
 
+#: The last plan made for each stack of layers, with the scans it was made from. A phase
+#: boundary re-plans every running job's stack; when no layer changed, the scans are equal and
+#: the plan is reused as it is (its identity then also tells the resolver nothing moved).
+_PLANS: dict[tuple[tuple[str, str], ...], tuple[list[dict[str, LayerFile]], dict[str, Target]]]
+_PLANS = {}
+_MAX_PLANS = 64
+
+
 def plan(layers: Sequence[Layer]) -> dict[str, Target]:
     """Scan ``layers`` (lowest first) and decide where every path of the overlay comes from.
 
     When one layer has a file where another has a directory, the higher layer wins the path.
+    When every layer scans as it did last time, the same dict as last time is returned, so
+    treat it as read-only.
 
     Raises:
         LayerEscapeError: a layer has a symlink that leads out of it.
@@ -101,9 +111,22 @@ def plan(layers: Sequence[Layer]) -> dict[str, Target]:
     names = [layer.name for layer in layers]
     if len(set(names)) != len(names):
         raise IntelligenceError(f"layer names must be unique: {', '.join(names)}")
+    scans = [scan_layer(layer) for layer in layers]
+    key = tuple((layer.name, str(layer.root)) for layer in layers)
+    last = _PLANS.get(key)
+    if last is not None and all(a is b or a == b for a, b in zip(last[0], scans, strict=True)):
+        return last[1]
+    targets = _merge(layers, scans)
+    if len(_PLANS) >= _MAX_PLANS:
+        _PLANS.clear()
+    _PLANS[key] = (scans, targets)
+    return targets
+
+
+def _merge(layers: Sequence[Layer], scans: list[dict[str, LayerFile]]) -> dict[str, Target]:
     targets: dict[str, Target] = {}
-    for index, layer in enumerate(layers):
-        for relpath, file in scan_layer(layer).items():
+    for index, (layer, scan) in enumerate(zip(layers, scans, strict=True)):
+        for relpath, file in scan.items():
             if relpath == MANIFEST_NAME:
                 continue
             source = Source(layer.name, index, file)
