@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from functools import lru_cache
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict
@@ -90,6 +91,7 @@ _SECRET_SUFFIXES = (
 _SECRET_NAMES = frozenset({"key", "auth", "authorization", "cookie", "pat", "pwd", "pass"})
 
 
+@lru_cache(maxsize=4096)
 def is_secret_key(name: str) -> bool:
     """Whether a free-form key names a secret: ``token``, ``apiKey``, ``client_secret``…
 

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Collection
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
-from engine.config import iter_secrets
+from engine.config import LocalConfig, iter_secrets
 from engine.phase import ToolBox, ToolContext
 from engine.tools.builtin import BuiltinToolBox, bash_environment
 from engine.tools.composite import CompositeToolBox
@@ -27,6 +27,18 @@ def working_directory(ctx: ToolContext) -> Path:
     return ctx.job_dir
 
 
+#: The secret values of the config last asked about. A config is replaced, never changed, when
+#: the file is edited, so one walk serves every phase until the next edit.
+_secrets: tuple[LocalConfig | None, list[str]] = (None, [])
+
+
+def _secret_values(config: LocalConfig) -> list[str]:
+    global _secrets
+    if _secrets[0] is not config:
+        _secrets = (config, [value for _, value in iter_secrets(config)])
+    return _secrets[1]
+
+
 @asynccontextmanager
 async def open_phase_toolbox(
     ctx: ToolContext, allowed: Collection[str] | None = None
@@ -34,13 +46,13 @@ async def open_phase_toolbox(
     """The phase's tools. Enter and leave it in the same task (the domain tools' MCP client
     holds a task group); leaving it kills any ``Bash`` process still running."""
     ctx.job_dir.mkdir(parents=True, exist_ok=True)
-    secrets = [value for _, value in iter_secrets(ctx.config)]
+    secrets = _secret_values(ctx.config)
     builtin = BuiltinToolBox(
         root=ctx.job_dir,
         cwd=working_directory(ctx),
         overlay_dir=ctx.intelligence_dir,
         allowed=set(allowed) if allowed is not None else None,
-        env=bash_environment(secrets=secrets),
+        env=lambda: bash_environment(secrets=secrets),
     )
     try:
         async with AsyncExitStack() as stack:

@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import os
 import signal
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from pydantic import Field
@@ -156,7 +156,8 @@ class BashRunner:
 
     Args:
         cwd: where commands start.
-        env: their environment (see :func:`bash_environment`).
+        env: their environment (see :func:`bash_environment`), or a function that makes it,
+            called when the first command runs (most phases run none).
         default_timeout: seconds a command may run when the call names no timeout.
         max_timeout: the longest a call may ask for; longer requests are clamped.
         output_cap: bytes kept of stdout, and of stderr, per command.
@@ -165,20 +166,27 @@ class BashRunner:
     def __init__(
         self,
         cwd: Path | str,
-        env: Mapping[str, str],
+        env: Mapping[str, str] | Callable[[], Mapping[str, str]],
         *,
         default_timeout: float,
         max_timeout: float,
         output_cap: int,
     ) -> None:
         self._cwd = str(cwd)
-        self._env = dict(env)
+        self._env_source = env
+        self._env: dict[str, str] | None = None
         self.default_timeout = default_timeout
         self.max_timeout = max(max_timeout, default_timeout)
         self._cap = output_cap
         self._running: dict[int, _Command] = {}
         self._lingering: set[int] = set()
         self._closed = False
+
+    def _environment(self) -> dict[str, str]:
+        if self._env is None:
+            source = self._env_source
+            self._env = dict(source() if callable(source) else source)
+        return self._env
 
     @property
     def running(self) -> int:
@@ -264,7 +272,7 @@ class BashRunner:
                 stdout=write_out,
                 stderr=write_err,
                 cwd=self._cwd,
-                env=self._env,
+                env=self._environment(),
                 start_new_session=True,
             )
         except BaseException:

@@ -148,7 +148,8 @@ class BuiltinToolBox:
             tool may write inside it.
         allowed: the phase's allow-list; names that are not built-ins are ignored. ``None``
             offers all seven.
-        env: the environment of Bash commands (default: :func:`bash_environment`).
+        env: the environment of Bash commands, or a function that makes it when the first
+            command runs (default: :func:`bash_environment`).
         bash_default_timeout: seconds a command may run when the call names no timeout.
         bash_max_timeout: the most a call may ask for; longer requests are clamped.
         output_cap: bytes a result keeps (for Bash: of stdout, and of stderr).
@@ -164,7 +165,7 @@ class BuiltinToolBox:
         cwd: Path,
         overlay_dir: Path,
         allowed: Collection[str] | None = None,
-        env: Mapping[str, str] | None = None,
+        env: Mapping[str, str] | Callable[[], Mapping[str, str]] | None = None,
         bash_default_timeout: float = DEFAULT_BASH_TIMEOUT,
         bash_max_timeout: float = MAX_BASH_TIMEOUT,
         output_cap: int = DEFAULT_OUTPUT_CAP,
@@ -180,7 +181,7 @@ class BuiltinToolBox:
         self._specs = [all_specs[name] for name in self._names]
         self._bash = BashRunner(
             self._workspace.cwd,
-            bash_environment() if env is None else env,
+            bash_environment if env is None else env,
             default_timeout=bash_default_timeout,
             max_timeout=bash_max_timeout,
             output_cap=output_cap,

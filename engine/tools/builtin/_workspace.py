@@ -52,10 +52,18 @@ class Workspace:
         self.root = os.path.realpath(root)
         if not os.path.isdir(self.root):
             raise ValueError(f"the confinement root {str(root)!r} is not a directory")
-        self.cwd = os.path.realpath(cwd)
+        self.cwd = self.root if cwd == root else os.path.realpath(cwd)
         if not os.path.isdir(self.cwd) or not is_within(self.cwd, self.root):
             raise ValueError(f"the working directory {str(cwd)!r} is not a directory in {root}")
-        self.overlay = os.path.realpath(overlay_dir) if overlay_dir is not None else None
+        self._overlay_dir = overlay_dir
+        self._overlay: str | None = None
+
+    @property
+    def overlay(self) -> str | None:
+        """The overlay's real path, resolved on first use (most phases never write a file)."""
+        if self._overlay is None and self._overlay_dir is not None:
+            self._overlay = os.path.realpath(self._overlay_dir)
+        return self._overlay
 
     def resolve(self, raw: str, *, argument: str = "file_path") -> str:
         """The real path ``raw`` names, relative to :attr:`cwd`, checked to lie inside the root.
