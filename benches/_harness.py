@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import platform
 import statistics
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 
@@ -63,3 +66,19 @@ def machine() -> str:
         f"{cpu}, {os.cpu_count()} cores{mem}, {platform.system()} {platform.release()}, "
         f"Python {platform.python_version()}"
     )
+
+
+@contextmanager
+def runner_gc() -> Iterator[None]:
+    """The garbage-collector set-up of a running runner (:mod:`engine.gcpolicy`, applied by
+    ``coro start --headless`` and the TUI once started), undone afterwards so the benchmarks
+    that follow in the same process start from Python's defaults."""
+    from engine.gcpolicy import settle_after_start
+
+    threshold = gc.get_threshold()
+    settle_after_start()
+    try:
+        yield
+    finally:
+        gc.set_threshold(*threshold)
+        gc.unfreeze()

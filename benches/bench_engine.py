@@ -28,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benches._harness import Figure, median, p
+from benches._harness import Figure, median, p, runner_gc
 from engine.config import LocalConfig
 from engine.executors import ExecutorRegistry
 from engine.phase import PhaseRequest, PhaseResult, PhaseSignals, ToolBox, ToolContext
@@ -455,7 +455,7 @@ async def bench_running(root: Path) -> list[Figure]:
 
 async def main() -> list[Figure]:
     figures: list[Figure] = []
-    with tempfile.TemporaryDirectory(prefix="coro-bench-engine-") as tmp:
+    with runner_gc(), tempfile.TemporaryDirectory(prefix="coro-bench-engine-") as tmp:
         root = Path(tmp)
         home = make_home(root, "workflow")
         workflow = load_workflow(home / "intelligence" / WORKFLOW_PATH, path=WORKFLOW_PATH)

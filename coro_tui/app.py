@@ -13,7 +13,6 @@ and watch it (``self.watch(self.app, "client", callback)``); until it is set,
 
 from __future__ import annotations
 
-import gc
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
@@ -142,7 +141,9 @@ class CoroApp(App[int]):
         # What is loaded by now (Textual, the engine, the SDKs) lives as long as the app: keep
         # it out of the collector's full passes, which took 130-170 ms each with a plan reply
         # streaming (a key waited that long), as `coro start --headless` does.
-        gc.freeze()
+        from engine.gcpolicy import settle_after_start
+
+        settle_after_start()
         if session.warning:
             self.notify(session.warning, severity="warning", timeout=20)
         self._connected(session.client)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import gc
 import json
 import logging
 import os
@@ -32,6 +31,7 @@ from engine._fs import atomic_write_text
 from engine._version import __version__
 from engine.config import LocalConfig, redact_text
 from engine.errors import CoroError
+from engine.gcpolicy import settle_after_start
 from engine.paths import CoroPaths
 
 if TYPE_CHECKING:
@@ -267,10 +267,7 @@ async def run_headless(
     try:
         started = time.monotonic()
         await engine.start()
-        # Everything loaded so far (modules, config, the engine) lives as long as the process:
-        # keep it out of the cyclic collector's full passes, which otherwise cost ~30 ms each
-        # under a busy event stream.
-        gc.freeze()
+        settle_after_start()
         if engine.config_error:
             log.warning("config.json has problems; running on defaults",
                         extra={"fields": {"error": engine.config_error}})  # fmt: skip
