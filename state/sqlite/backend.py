@@ -299,21 +299,33 @@ class SqliteStateBackend(SqliteLocalPrs, SqliteRecords):
         if not saves:
             return {}
         # Each save is written only over the version it was made from; a row that another
-        # process has moved on since is left alone and reported as a conflict.
+        # process has moved on since is left alone and reported as a conflict. One statement
+        # writes every save (each trip to the database thread costs the event loop a wake-up);
+        # only when fewer rows changed than were saved is each row read back to find the losers.
         conflicts: dict[str, StaleJobError] = {}
-        for job_id, save in saves.items():
-            cursor = await db.execute(
-                "UPDATE jobs SET data = ?, status = ?, type = ?, tenant_id = ?, "
-                "workflow_path = ?, parent_id = ?, updated_at = ?, version = ? "
-                "WHERE id = ? AND version = ?",
-                (*save.row, save.version, job_id, save.base_version),
-            )
-            if cursor.rowcount == 1:
-                continue
-            rows = list(
-                await db.execute_fetchall("SELECT version FROM jobs WHERE id = ?", (job_id,))
-            )
-            actual: int | None = rows[0][0] if rows else None
+        cursor = await db.executemany(
+            "UPDATE jobs SET data = ?, status = ?, type = ?, tenant_id = ?, "
+            "workflow_path = ?, parent_id = ?, updated_at = ?, version = ? "
+            "WHERE id = ? AND version = ?",
+            [
+                (*save.row, save.version, job_id, save.base_version)
+                for job_id, save in saves.items()
+            ],
+        )
+        lost: list[tuple[str, int | None]] = []
+        if cursor.rowcount != len(saves):
+            for job_id, save in saves.items():
+                rows = list(
+                    await db.execute_fetchall(
+                        "SELECT version, data FROM jobs WHERE id = ?", (job_id,)
+                    )
+                )
+                # Written by this statement: our version and our bytes (another writer that
+                # started from the same version would have the same number, not the same data).
+                if not rows or tuple(rows[0]) != (save.version, save.row[0]):
+                    lost.append((job_id, rows[0][0] if rows else None))
+        for job_id, actual in lost:
+            save = saves[job_id]
             conflicts[job_id] = StaleJobError(job_id, save.base_version, actual)
             self._epochs[job_id] = self._epochs.get(job_id, 0) + 1
             if actual is None:
@@ -336,17 +348,20 @@ class SqliteStateBackend(SqliteLocalPrs, SqliteRecords):
             return [], []
         job_ids = list({a.job_id for a in appends})
         marks = ",".join("?" * len(job_ids))
-        bases: dict[str, int] = {
-            job_id: last or 0
-            for job_id, last in await db.execute_fetchall(
-                f"SELECT j.id, (SELECT MAX(seq) FROM events e WHERE e.job_id = j.id) "
-                f"FROM jobs j WHERE j.id IN ({marks})",
-                job_ids,
-            )
-        }
+        # Each job's last seq, and (the row with a NULL id) the last global seq: one query.
+        bases: dict[str, int] = {}
+        global_seq = 0
+        for job_id, last in await db.execute_fetchall(
+            f"SELECT j.id, (SELECT MAX(seq) FROM events e WHERE e.job_id = j.id) "
+            f"FROM jobs j WHERE j.id IN ({marks}) "
+            "UNION ALL SELECT NULL, seq FROM sqlite_sequence WHERE name = 'events'",
+            job_ids,
+        ):
+            if job_id is None:
+                global_seq = last or 0
+            else:
+                bases[job_id] = last or 0
         missing = set(job_ids) - set(bases)
-        rows = await db.execute_fetchall("SELECT seq FROM sqlite_sequence WHERE name = 'events'")
-        global_seq = next(iter(rows))[0] if rows else 0
         now = time.time()
         params: list[tuple[Any, ...]] = []
         published: list[JobEvent] = []

@@ -106,6 +106,38 @@ async def test_a_stale_copy_cannot_overwrite_a_newer_save(backend: StateBackend)
     assert final is not None and final.params["winner"] == "first"
 
 
+async def test_a_batch_of_saves_reports_only_the_jobs_another_process_moved_on(
+    tmp_path: Path,
+) -> None:
+    """Two stores on one file, as two processes: saves are written in one statement per batch,
+    and a job the other writer saved first (to the very same version number) is the only one
+    refused; the others in the batch are written."""
+    path = tmp_path / "state.db"
+    async with (
+        SqliteStateBackend(path, flush_interval=60) as ours,
+        SqliteStateBackend(path, flush_interval=60) as theirs,
+    ):
+        for job_id in ("a", "b", "c"):
+            await make_job(ours, job_id)
+        mine = {job_id: await ours.get_job(job_id) for job_id in ("a", "b", "c")}
+        other = await theirs.get_job("b")
+        assert other is not None
+        other.params["by"] = "them"
+        await theirs.save_job(other, durable=True)  # b is now at version 2, their data
+
+        for job in mine.values():
+            assert job is not None
+            job.params["by"] = "us"
+        await ours.save_job(mine["a"])  # type: ignore[arg-type]
+        await ours.save_job(mine["c"])  # type: ignore[arg-type]
+        with pytest.raises(StaleJobError):  # one batch of three, each from version 1 to 2
+            await ours.save_job(mine["b"], durable=True)  # type: ignore[arg-type]
+
+    async with SqliteStateBackend(path) as check:
+        saved = {job_id: await check.get_job(job_id) for job_id in ("a", "b", "c")}
+    assert {k: v.params["by"] for k, v in saved.items() if v} == {"a": "us", "b": "them", "c": "us"}
+
+
 async def test_update_job_takes_wire_or_python_names(backend: StateBackend) -> None:
     await make_job(backend)
     job = await backend.update_job("svc-job-1", {"awaitingEvent": "pr:merged", "phase": "review"})
