@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager, nullcontext, suppress
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -59,7 +59,7 @@ if TYPE_CHECKING:
     from engine.overlay import OverlayManager
     from engine.paths import CoroPaths
     from engine.scm.registry import ScmRegistry
-    from engine.tools.mcp_bridge import DomainSession
+    from engine.tools.mcp_bridge import DomainServer, DomainSession
     from engine.workflow import PhaseConfig, Workflow
 
 __all__ = [
@@ -162,10 +162,13 @@ class JobRunner:
         self.overlays = overlays
         self.executors = executors
         self._own_toolbox = toolbox is None
+        self._domain_server: DomainServer | None = None
         if toolbox is None:
+            from engine.tools.mcp_bridge import DomainServer
             from engine.tools.phase_tools import open_phase_toolbox
 
             toolbox = open_phase_toolbox
+            self._domain_server = DomainServer()
         self._toolbox = toolbox
         self._prompts = PromptBuilder()
         self._why: dict[str, str] = {}  # why a job's next phase was chosen, until announced
@@ -305,6 +308,7 @@ class JobRunner:
             self._active.discard(job.id)
             self._held.pop(job.id, None)
             self._leftovers.pop(job.id, None)
+            self.overlays.forget(job.id)  # a parked job's overlay waits on disk, not in memory
 
     async def _keep_held(self, job: Job) -> None:
         """Messages sent after the run's last phase: the next kickoff takes them, or, when
@@ -329,13 +333,16 @@ class JobRunner:
         await self.set_status(job, JobStatus.ESCALATED, reason=message)
         await self.store.flush()
 
-    def _domain(self) -> AbstractAsyncContextManager[DomainSession | None]:
-        """One domain-tool server for the whole run, when the runner opens the tools itself."""
-        if not self._own_toolbox:
-            return nullcontext()
-        from engine.tools.mcp_bridge import open_domain_session
+    @asynccontextmanager
+    async def _domain(self) -> AsyncIterator[DomainSession | None]:
+        """The runner's domain-tool server, shared by every job, when the runner opens the
+        tools itself."""
+        yield None if self._domain_server is None else await self._domain_server.session()
 
-        return open_domain_session()
+    async def aclose(self) -> None:
+        """Close what the runner keeps open between jobs (after its jobs have stopped)."""
+        if self._domain_server is not None:
+            await self._domain_server.aclose()
 
     def _external_servers(self, job: Job) -> AbstractAsyncContextManager[ToolBoxView | None]:
         """The config's MCP servers, started for this run of the job (none configured: none)."""
@@ -497,6 +504,7 @@ class JobRunner:
             # An executor that loads CLAUDE.md itself (as Claude Code does) says so; every
             # other one gets the runtime rules at the top of its system prompt.
             include_claude_md=not getattr(executor, "reads_claude_md", False),
+            read=lambda relpath: self.overlays.read_text(job.id, relpath),
         )  # fmt: skip
         resumed = bool(job.conversation_history)
         kickoff = select_kickoff(job, workflow, phase, resumed=resumed, now=datetime.now(UTC))

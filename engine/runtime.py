@@ -197,6 +197,7 @@ class Engine:
             log.info("job %s was mid-phase at shutdown; it resumes at the next start", job_id)
         if self.poller is not None:
             await self.poller.stop()
+        await self.runner.aclose()
         await self.intake.aclose()
         await self.executors.aclose()
         await self.scm.aclose()

@@ -11,9 +11,11 @@ none of them breaks the connection.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +33,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "SERVER_NAME",
+    "DomainServer",
     "DomainSession",
     "DomainToolBox",
     "open_domain_session",
@@ -40,6 +43,18 @@ __all__ = [
 SERVER_NAME = "coro"
 
 logger = logging.getLogger(__name__)
+
+#: The phase a call through a session belongs to. The tool box sets it around each call; the
+#: in-memory client hands the request to the server by awaiting it in the caller's own task,
+#: so the handler sees the caller's value, and one session serves every job's phases at once.
+_CALLER: ContextVar[ToolContext | None] = ContextVar("coro_domain_caller", default=None)
+
+
+def _caller() -> ToolContext:
+    ctx = _CALLER.get()
+    if ctx is None:
+        raise ToolError("no phase is running for this call")
+    return ctx
 
 
 class DomainToolBox:
@@ -52,11 +67,13 @@ class DomainToolBox:
         *,
         phase: str,
         registry: Mapping[str, DomainTool[Any]],
+        caller: ToolContext | None = None,
     ) -> None:
         self._client = client
         self._specs = specs
         self._phase = phase
         self._registry = registry
+        self._caller = caller  # set for a box served by a shared session
         self._short = {spec.name: spec.name.removeprefix(DOMAIN_TOOL_PREFIX) for spec in specs}
 
     def specs(self) -> list[ToolSpec]:
@@ -69,10 +86,17 @@ class DomainToolBox:
             return ToolOutcome(self._unavailable(name), is_error=True)
         from mcp import MCPError
 
+        token = _CALLER.set(self._caller) if self._caller is not None else None
         try:
             result = await self._client.call_tool(short, dict(arguments))
         except MCPError as exc:
             return ToolOutcome(f"{short}: the MCP call failed: {exc}", is_error=True)
+        except RuntimeError as exc:  # the client is closed (the runner is stopping), or the
+            # SDK refused the result; either way the model gets a result, not a broken phase
+            return ToolOutcome(f"{short}: the MCP call failed: {exc}", is_error=True)
+        finally:
+            if token is not None:
+                _CALLER.reset(token)
         text = "\n".join(block.text for block in result.content if block.type == "text")
         return ToolOutcome(text, is_error=bool(result.is_error))
 
@@ -124,53 +148,94 @@ async def open_domain_toolbox(
 
 
 class DomainSession:
-    """One MCP server and client serving every domain tool for a whole run of a job.
+    """One MCP server and client serving every domain tool, to any number of phases at once.
 
-    Opening a server and a client costs ~0.7 ms, which a job paid at every phase; a session
-    pays it once per run. Each phase takes a view with :meth:`for_phase`, which binds the
-    handlers to that phase's context and offers only the phase's allowed tools. A job's
-    phases run one after another, so one context is current at a time.
+    Opening a server and a client, and the listing the client asks for before its first
+    result, cost ~3 ms. A session pays that once; each phase takes a view with
+    :meth:`for_phase`, which offers only the phase's allowed tools and runs their handlers on
+    that phase's context, whichever task calls them.
     """
 
-    def __init__(
-        self, client: Client, registry: Mapping[str, DomainTool[Any]], current: _Current
-    ) -> None:
+    def __init__(self, client: Client, registry: Mapping[str, DomainTool[Any]]) -> None:
         self._client = client
         self._registry = registry
-        self._current = current
+        self._specs: dict[frozenset[str] | None, list[ToolSpec]] = {}
 
     def for_phase(self, ctx: ToolContext, allowed: Collection[str] | None) -> DomainToolBox:
-        self._current.ctx = ctx
-        specs = [
-            ToolSpec(t.qualified_name, t.description, t.input_schema)
-            for t in self._registry.values()
-            if allowed is None or t.qualified_name in allowed
-        ]
+        key = None if allowed is None else frozenset(allowed)
+        specs = self._specs.get(key)
+        if specs is None:
+            specs = self._specs[key] = [
+                ToolSpec(t.qualified_name, t.description, t.input_schema)
+                for t in self._registry.values()
+                if allowed is None or t.qualified_name in allowed
+            ]
+            if len(self._specs) > 64:  # allow-lists come from workflows: a handful
+                self._specs = {key: specs}
         client = self._client if specs else None
-        return DomainToolBox(client, specs, phase=ctx.phase.name, registry=self._registry)
-
-
-class _Current:
-    ctx: ToolContext | None = None
-
-    def get(self) -> ToolContext:
-        if self.ctx is None:
-            raise ToolError("no phase is running for this job")
-        return self.ctx
+        return DomainToolBox(
+            client, list(specs), phase=ctx.phase.name, registry=self._registry, caller=ctx
+        )
 
 
 @asynccontextmanager
 async def open_domain_session(
     tools: Mapping[str, DomainTool[Any]] | None = None,
 ) -> AsyncIterator[DomainSession]:
-    """A :class:`DomainSession` for one run of a job (enter and leave it in the same task)."""
+    """A :class:`DomainSession` (enter and leave it in the same task; use it from any)."""
     from mcp import Client
 
     registry = DOMAIN_TOOLS if tools is None else tools
-    current = _Current()
-    server = _new_server([_mcp_tool(tool, current.get) for tool in registry.values()])
+    server = _new_server([_mcp_tool(tool, _caller) for tool in registry.values()])
     async with Client(server, cache=None, mode=_protocol_version()) as client:
-        yield DomainSession(client, registry, current)
+        yield DomainSession(client, registry)
+
+
+class DomainServer:
+    """The runner's one :class:`DomainSession`, opened on first use and kept until
+    :meth:`aclose`, in a task of its own (the client must be closed by the task that opened
+    it). If that task ends (the client broke), the next :meth:`session` opens another."""
+
+    def __init__(self, tools: Mapping[str, DomainTool[Any]] | None = None) -> None:
+        self._tools = tools
+        self._task: asyncio.Task[None] | None = None
+        self._opened: asyncio.Future[DomainSession] | None = None
+        self._stop: asyncio.Event | None = None
+
+    async def session(self) -> DomainSession:
+        if self._task is None or self._task.done():
+            loop = asyncio.get_running_loop()
+            self._opened = loop.create_future()
+            self._stop = asyncio.Event()
+            self._task = loop.create_task(
+                self._hold(self._opened, self._stop), name="coro-domain-tools"
+            )
+        assert self._opened is not None
+        return await asyncio.shield(self._opened)
+
+    async def _hold(self, opened: asyncio.Future[DomainSession], stop: asyncio.Event) -> None:
+        try:
+            async with open_domain_session(self._tools) as session:
+                opened.set_result(session)
+                await stop.wait()
+        except asyncio.CancelledError:
+            if not opened.done():
+                opened.cancel()
+            raise
+        except Exception as exc:
+            if not opened.done():
+                opened.set_exception(exc)
+            else:
+                logger.exception("the domain tools' MCP session ended; the next phase reopens it")
+
+    async def aclose(self) -> None:
+        """Close the session (idempotent); calls still in flight fail as MCP errors."""
+        task, stop = self._task, self._stop
+        self._task = self._opened = self._stop = None
+        if task is None or stop is None:
+            return
+        stop.set()
+        await asyncio.gather(task, return_exceptions=True)
 
 
 @cache

@@ -270,3 +270,44 @@ async def test_building_a_server_leaves_logging_alone(
     async with served(ctx):
         pass
     assert root.handlers == [] and root.level == logging.WARNING
+
+
+async def test_one_shared_session_serves_each_phase_its_own_job(tmp_path: Path) -> None:
+    """The runner's one server: calls from two jobs' phases, in flight at once from their own
+    tasks, each run on the phase that made them."""
+    from engine.tools.mcp_bridge import DomainServer
+
+    server = DomainServer()
+    async with InMemoryStateBackend() as store_a, InMemoryStateBackend() as store_b:
+        job_a = await make_context(tmp_path / "a", store_a)
+        job_b = await make_context(tmp_path / "b", store_b)
+        try:
+            with anyio.fail_after(10):
+                session = await server.session()
+                assert await server.session() is session  # opened once
+                box_a = session.for_phase(job_a, None)
+                box_b = session.for_phase(job_b, {P + "set_work_items", P + "get_work_items"})
+
+                async def work(box: DomainToolBox, items: list[str]) -> None:
+                    for i in range(20):
+                        await ok(box, "set_work_items", workItems=[f"{x}{i}" for x in items])
+                        await anyio.lowlevel.checkpoint()
+                    await ok(box, "get_work_items")
+
+                async with anyio.create_task_group() as group:
+                    group.start_soon(work, box_a, ["a"])
+                    group.start_soon(work, box_b, ["b", "c"])
+
+                assert [w.name for w in job_a.job.work_items] == ["a19"]
+                assert [w.name for w in job_b.job.work_items] == ["b19", "c19"]
+                assert (await call(box_b, "log", message="x")).is_error  # not in b's list
+        finally:
+            await server.aclose()
+        closed = await call(box_a, "log", message="after close")
+        assert closed.is_error
+        try:
+            reopened = await server.session()
+            assert reopened is not session
+            await ok(reopened.for_phase(job_a, None), "log", message="after reopening")
+        finally:
+            await server.aclose()
