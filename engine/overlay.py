@@ -136,7 +136,9 @@ class OverlayManager:
         self._resolver = IntelligenceResolver(store=paths.working_dir / OVERLAY_STORE_DIR)
         self._git = TenantGitLoader(paths.cache_dir)
         self._known_tool = known_tool
-        self._workflows: dict[tuple[str, bytes], Workflow] = {}
+        self._workflows: dict[tuple[str, str], Workflow] = {}
+        self._digests: dict[str, dict[str, str]] = {}  # job -> its overlay's files, as resolved
+        self._texts: dict[str, str] = {}  # sha256 -> text, of files read through read_text
 
     def reconfigure(self, config: LocalConfig, paths: CoroPaths) -> None:
         """Take a new config; the next resolve uses it (workflows are checked against it)."""
@@ -214,7 +216,34 @@ class OverlayManager:
     async def resolve(self, job: Job) -> ResolveResult:
         """Materialise the job's overlay (idempotent; rewrites only what changed)."""
         layers = await self.layers(job)
-        return await self._resolver.aresolve(job.id, layers, self.intelligence_dir(job.id))
+        result = await self._resolver.aresolve(job.id, layers, self.intelligence_dir(job.id))
+        self._digests[job.id] = result.digests
+        return result
+
+    def forget(self, job_id: str) -> None:
+        """Drop what is kept in memory about the job's overlay (its run ended); the next
+        resolve reads the overlay's manifest from disk again."""
+        self._resolver.forget(self.intelligence_dir(job_id))
+        self._digests.pop(job_id, None)
+
+    def read_text(self, job_id: str, relpath: str) -> str:
+        """A file of the job's overlay, from memory when its last resolve vouched for the same
+        content that was read before (agents and CLAUDE.md, read at every phase).
+
+        Raises:
+            OSError, UnicodeDecodeError: the file cannot be read.
+        """
+        digest = self._digests.get(job_id, {}).get(relpath)
+        if digest is not None:
+            text = self._texts.get(digest)
+            if text is not None:
+                return text
+        text = (self.intelligence_dir(job_id) / relpath).read_text(encoding="utf-8")
+        if digest is not None and hashlib.sha256(text.encode()).hexdigest() == digest:
+            if len(self._texts) > 256:
+                self._texts.clear()
+            self._texts[digest] = text
+        return text
 
     def _known(self, name: str) -> bool:
         if name in BUILTIN_TOOL_NAMES:
@@ -238,6 +267,9 @@ class OverlayManager:
         file share one parse, and an edited file is parsed again.
         """
         file = self.workflow_file(job_id, workflow_path)
+        digest = self._digests.get(job_id, {}).get(workflow_path)
+        if digest is not None and (workflow_path, digest) in self._workflows:
+            return self._workflows[workflow_path, digest]  # the resolve just vouched for it
         try:
             raw = file.read_bytes()
         except FileNotFoundError:
@@ -246,7 +278,7 @@ class OverlayManager:
             ) from None
         except OSError as exc:
             raise WorkflowError(f"cannot read {file}: {exc.strerror}") from exc
-        key = (workflow_path, hashlib.sha256(raw).digest())
+        key = (workflow_path, hashlib.sha256(raw).hexdigest())
         found = self._workflows.get(key)
         if found is None:
             try:

@@ -20,9 +20,10 @@ import stat
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from engine._fs import realpath
 from engine.errors import IntelligenceError, LayerEscapeError
 from engine.intelligence._layers import Layer, is_inside, real_root, safe_relpath
 from engine.intelligence._merge import MANIFEST_NAME, Target, Winner, plan
@@ -49,6 +50,8 @@ class ResolveResult:
         unchanged: files already holding the right content.
         winners: for every file, the layer that supplied it, or for an appended file
             (``.claude/CLAUDE.md``, ``memory/**/*.md``) the tuple of layers, lowest first.
+        digests: the SHA-256 (hex) of every file's content, as just checked, so a reader can
+            tell whether a file it parsed before is still the same without reading it.
     """
 
     dest: Path
@@ -56,6 +59,7 @@ class ResolveResult:
     removed: int
     unchanged: int
     winners: dict[str, Winner]
+    digests: dict[str, str] = field(default_factory=dict)
 
     @property
     def changed(self) -> bool:
@@ -173,7 +177,7 @@ class IntelligenceResolver:
 
 
 def _check_dest(layers: Sequence[Layer], dest: Path) -> str:
-    dest_real = os.path.realpath(dest)
+    dest_real = realpath(dest)
     for layer in layers:
         root = real_root(layer)
         if root is None:
@@ -261,7 +265,8 @@ def _materialise(
         winners = same_plan_winners
     else:
         winners = {relpath: target.winner for relpath, target in targets.items()}
-    return ResolveResult(dest, written, removed, unchanged, winners)
+    digests = {relpath: record.sha256 for relpath, record in records.items()}
+    return ResolveResult(dest, written, removed, unchanged, winners, digests)
 
 
 def _holds(path: str, st: os.stat_result, content: bytes, executable: bool) -> bool:
@@ -410,7 +415,16 @@ def _save_manifest(dest_real: str, records: dict[str, _Record]) -> None:
     path = os.path.join(dest_real, MANIFEST_NAME)
     body = {
         "version": _MANIFEST_VERSION,
-        "files": {relpath: asdict(record) for relpath, record in sorted(records.items())},
+        "files": {
+            relpath: {
+                "sources": r.sources,
+                "sha256": r.sha256,
+                "size": r.size,
+                "mtime_ns": r.mtime_ns,
+                "executable": r.executable,
+            }
+            for relpath, r in sorted(records.items())
+        },
     }
     tmp = path + ".coro-tmp"
     with open(tmp, "w", encoding="utf-8") as f:

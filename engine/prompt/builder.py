@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -178,6 +178,7 @@ class PromptBuilder:
         tracker: TrackerAvailability,
         include_claude_md: bool = False,
         workspace: WorkspaceLayout | None = None,
+        read: Callable[[str], str] | None = None,
     ) -> str:
         """The phase's system prompt, sections joined by :data:`SECTION_SEPARATOR`.
 
@@ -192,17 +193,22 @@ class PromptBuilder:
                 that cannot load it natively.
             workspace: the job's directories; when its ``repo_dir`` is ``None`` the checkout
                 recorded in the job's params is used. ``None`` leaves the block out.
+            read: reads a file of the overlay by its path inside it (the overlay manager's
+                cached :meth:`~engine.overlay.OverlayManager.read_text`); by default the
+                file under ``intelligence_dir`` is read.
 
         Raises:
             WorkflowError: the phase's agent file is missing or unreadable.
         """
+        if read is None:
+            read = _reader(intelligence_dir)
         sections: list[str] = []
         if include_claude_md:
-            claude_md = _read_optional(intelligence_dir / CLAUDE_MD)
+            claude_md = _read_optional(read, intelligence_dir, CLAUDE_MD.as_posix())
             if claude_md is not None:
                 sections.append(_section("Runtime Instructions", CLAUDE_MD.as_posix(), claude_md))
         sections.append(_section("Current Workflow", workflow.path, workflow.body))
-        sections.append(self._role(workflow, phase, intelligence_dir))
+        sections.append(self._role(workflow, phase, intelligence_dir, read))
         if workspace is not None and workspace.repo_dir is None:
             workspace = WorkspaceLayout.for_job(
                 job, job_dir=workspace.job_dir, intelligence_dir=workspace.intelligence_dir
@@ -212,7 +218,13 @@ class PromptBuilder:
             sections.append(_insights(job.insights))
         return SECTION_SEPARATOR.join(sections)
 
-    def _role(self, workflow: Workflow, phase: PhaseConfig, intelligence_dir: Path) -> str:
+    def _role(
+        self,
+        workflow: Workflow,
+        phase: PhaseConfig,
+        intelligence_dir: Path,
+        read: Callable[[str], str],
+    ) -> str:
         if phase.agent is None:
             return (
                 "# Your Role This Phase\n\n"
@@ -223,7 +235,7 @@ class PromptBuilder:
         where = f"{workflow.path}: phase {phase.name!r}"
         path = intelligence_dir / phase.agent
         try:
-            text = path.read_text(encoding="utf-8")
+            text = read(phase.agent)
         except FileNotFoundError as exc:
             raise WorkflowError(
                 f"{where}: agent file {phase.agent!r} not found at {path}; add it to an "
@@ -243,9 +255,17 @@ def _section(title: str, source: str, body: str) -> str:
     return f"# {title}\n*Source: {source}*\n\n{body.strip()}"
 
 
-def _read_optional(path: Path) -> str | None:
+def _reader(intelligence_dir: Path) -> Callable[[str], str]:
+    def read(relpath: str) -> str:
+        return (intelligence_dir / relpath).read_text(encoding="utf-8")
+
+    return read
+
+
+def _read_optional(read: Callable[[str], str], intelligence_dir: Path, relpath: str) -> str | None:
+    path = intelligence_dir / relpath
     try:
-        return path.read_text(encoding="utf-8")
+        return read(relpath)
     except FileNotFoundError:
         _log.warning("no %s in the overlay to put in the system prompt", path)
     except (OSError, UnicodeDecodeError) as exc:
