@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
 import sys
 import tempfile
 import time
@@ -71,6 +72,7 @@ OVERHEAD_ROUNDS = 3
 CONCURRENT_JOBS = 50
 #: (log lines per phase, phases per job): the phase of figure 1, and a phase that logs a lot.
 CONCURRENT_SHAPES = ((LOG_LINES, 20), (100, 8))
+CONCURRENT_ROUNDS = 3  # a shared 2-core machine drifts by a third from run to run
 PARKED_JOBS = 500
 LONG_PHASES = 1_000
 FLAT_BYTES = 100  # growth per phase, beyond job.phase_usage, that still counts as flat
@@ -156,6 +158,12 @@ def make_home(root: Path, name: str, **jobs: object) -> Path:
     home = root / name
     home.mkdir()
     write_intelligence(home, WORKFLOW)
+    # As a tenant layer that has sat on disk a while: a layer file changed in the last two
+    # seconds is read again at every phase boundary (an edit within one mtime tick could
+    # otherwise be missed), which is right for an edit but not the steady state measured here.
+    an_hour_ago = time.time() - 3600
+    for path in (home / "intelligence").rglob("*"):
+        os.utime(path, (an_hour_ago, an_hour_ago))
     write_config(home, jobs={"idleWatchdog": {"enabled": False}, **jobs})
     return home
 
@@ -193,15 +201,22 @@ async def bare_job(
     job_dir: Path,
     phases: int,
     lines: int = LOG_LINES,
+    session: DomainSession | None = None,
 ) -> list[float]:
     """Run one job's phases with no overlay resolve, workflow load, prompt building or signal
     handling: only the tool box, the tool calls, the runner's events and one durable save per
-    phase. Returns the start time of every phase."""
+    phase. Returns the start time of every phase.
+
+    ``session``: the domain tools' session shared with other jobs, as the runner shares its
+    one; by default the job opens its own."""
     job = await store.create_job(Job(id=job_id, workflow_path=WORKFLOW_PATH,
                                      params={"repo": "acme/svc"}))  # fmt: skip
     starts: list[float] = []
-    async with open_domain_session() as session:  # one per run, as the runner does
+    if session is not None:
         await _bare_phases(store, job, workflow, job_dir, phases, lines, session, starts)
+        return starts
+    async with open_domain_session() as own:
+        await _bare_phases(store, job, workflow, job_dir, phases, lines, own, starts)
     return starts
 
 
@@ -322,8 +337,8 @@ class Throughput:
         return self.events / self.seconds
 
 
-async def engine_concurrent(root: Path, lines: int, phases: int) -> Throughput:
-    home = make_home(root, f"concurrent-{lines}", maxConcurrent=CONCURRENT_JOBS)
+async def engine_concurrent(root: Path, lines: int, phases: int, attempt: int = 0) -> Throughput:
+    home = make_home(root, f"concurrent-{lines}-{attempt}", maxConcurrent=CONCURRENT_JOBS)
     executor = LoopExecutor(phases, lines=lines, timed=False)
     async with Engine(home, executors=executor.registry(), watch_config=False) as engine:
         await run_jobs(engine, ["warm-up"])
@@ -338,16 +353,18 @@ async def engine_concurrent(root: Path, lines: int, phases: int) -> Throughput:
     return Throughput(events, elapsed, probe.lags)
 
 
-async def bare_concurrent(root: Path, workflow: Workflow, lines: int, phases: int) -> Throughput:
-    job_dir = root / f"bare-concurrent-{lines}"
+async def bare_concurrent(
+    root: Path, workflow: Workflow, lines: int, phases: int, attempt: int = 0
+) -> Throughput:
+    job_dir = root / f"bare-concurrent-{lines}-{attempt}"
     job_dir.mkdir()
-    async with SqliteStateBackend(job_dir / "state.db") as store:
-        await bare_job(store, "warm-up", workflow, job_dir, 2)
+    async with SqliteStateBackend(job_dir / "state.db") as store, open_domain_session() as tools:
+        await bare_job(store, "warm-up", workflow, job_dir, 2, session=tools)
         first = await store.last_global_seq()
         async with LagProbe() as probe:
             start = time.perf_counter()
             await asyncio.gather(
-                *(bare_job(store, f"bare-{i}", workflow, job_dir, phases, lines)
+                *(bare_job(store, f"bare-{i}", workflow, job_dir, phases, lines, tools)
                   for i in range(CONCURRENT_JOBS))
             )  # fmt: skip
             elapsed = time.perf_counter() - start
@@ -358,18 +375,27 @@ async def bare_concurrent(root: Path, workflow: Workflow, lines: int, phases: in
 async def bench_concurrent(root: Path, workflow: Workflow) -> list[Figure]:
     figures = []
     for lines, phases in CONCURRENT_SHAPES:
-        bare = await bare_concurrent(root, workflow, lines, phases)
-        run = await engine_concurrent(root, lines, phases)
-        p50, p99, worst = p(run.lags, 0.5), p(run.lags, 0.99), max(run.lags)
+        bares: list[Throughput] = []
+        runs: list[Throughput] = []
+        for attempt in range(CONCURRENT_ROUNDS):  # interleaved, so drift hits both alike
+            bares.append(await bare_concurrent(root, workflow, lines, phases, attempt))
+            runs.append(await engine_concurrent(root, lines, phases, attempt))
+        rate, bare_rate = median([r.rate for r in runs]), median([b.rate for b in bares])
+        lags = [lag for run in runs for lag in run.lags]
+        p50, p99, worst = p(lags, 0.5), p(lags, 0.99), max(lags)
+        bare_p99 = p([lag for b in bares for lag in b.lags], 0.99)
+        spread = f"{min(r.rate for r in runs):,.0f}-{max(r.rate for r in runs):,.0f}"
         shape = f"{lines} log lines/phase"
         figures += [
-            Figure(f"{CONCURRENT_JOBS} jobs at once, {shape}: durable events", run.rate,
-                   "events/s", ">= 4,000/s", run.rate >= 4_000, baseline=bare.rate,
-                   note=f"{run.events:,} events, {phases} phases/job; bare: "
-                        f"{CONCURRENT_JOBS} bare loops on one store"),
+            Figure(f"{CONCURRENT_JOBS} jobs at once, {shape}: durable events", rate,
+                   "events/s", ">= 4,000/s", rate >= 4_000, baseline=bare_rate,
+                   note=f"{runs[0].events:,} events, {phases} phases/job; median of "
+                        f"{CONCURRENT_ROUNDS} runs ({spread}); bare: {CONCURRENT_JOBS} bare "
+                        "loops on one store"),
             Figure(f"{CONCURRENT_JOBS} jobs at once, {shape}: event-loop lag p99", p99, "ms",
-                   "<= 20 ms", p99 <= 20, baseline=p(bare.lags, 0.99),
-                   note=f"sleep(5 ms) overshoot; p50 {p50:.1f} ms, max {worst:.1f} ms"),
+                   "<= 20 ms", p99 <= 20, baseline=bare_p99,
+                   note=f"sleep(5 ms) overshoot over all runs; p50 {p50:.1f} ms, "
+                        f"max {worst:.1f} ms"),
         ]  # fmt: skip
     return figures
 
