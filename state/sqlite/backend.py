@@ -64,6 +64,10 @@ class _Append:
     done: asyncio.Future[list[int]]
 
 
+#: An append as written: the append, its seqs, its global seqs and its timestamp.
+_Written = tuple[_Append, list[int], range, datetime]
+
+
 @dataclass(slots=True)
 class _Batch:
     appends: list[_Append]
@@ -275,8 +279,19 @@ class SqliteStateBackend(SqliteLocalPrs, SqliteRecords):
                     append.done.set_exception(outcome)
                 else:
                     append.done.set_result(outcome)
-        if published:
-            self._broker.publish(published)
+        # Who listens is asked only now: a subscriber that joined while this batch was being
+        # written read its backlog before the commit, so it must get these events live.
+        if published and self._broker.has_subscribers:
+            self._broker.publish(
+                [
+                    JobEvent.from_store(append.job_id, seq, g, ts, kind, dict(data))
+                    for append, seqs, globals_, ts in published
+                    if self._broker.wants(append.job_id)
+                    for seq, g, kind, data in zip(
+                        seqs, globals_, append.kinds, append.datas, strict=True
+                    )
+                ]
+            )
         for waiter in batch.waiters:
             if not waiter.done():
                 waiter.set_result(conflicts)
@@ -342,8 +357,9 @@ class SqliteStateBackend(SqliteLocalPrs, SqliteRecords):
 
     async def _write_appends(
         self, db: aiosqlite.Connection, appends: list[_Append]
-    ) -> tuple[list[tuple[_Append, list[int] | BaseException]], list[JobEvent]]:
-        """Insert the queued events; returns each append's outcome, to hand out after COMMIT."""
+    ) -> tuple[list[tuple[_Append, list[int] | BaseException]], list[_Written]]:
+        """Insert the queued events; returns each append's outcome, to hand out after COMMIT,
+        and what was written, to publish then."""
         if not appends:
             return [], []
         job_ids = list({a.job_id for a in appends})
@@ -364,9 +380,8 @@ class SqliteStateBackend(SqliteLocalPrs, SqliteRecords):
         missing = set(job_ids) - set(bases)
         now = time.time()
         params: list[tuple[Any, ...]] = []
-        published: list[JobEvent] = []
+        published: list[_Written] = []
         results: list[tuple[_Append, list[int] | BaseException]] = []
-        want = self._broker.has_subscribers
         ts = datetime.fromtimestamp(now, UTC)
         for append in appends:
             job_id = append.job_id
@@ -383,13 +398,7 @@ class SqliteStateBackend(SqliteLocalPrs, SqliteRecords):
                 zip(globals_, repeat(job_id), seqs, repeat(now), append.kinds, append.payloads)
             )
             results.append((append, seqs))
-            if want and self._broker.wants(job_id):
-                published.extend(
-                    JobEvent.from_store(job_id, seq, g, ts, kind, dict(data))
-                    for seq, g, kind, data in zip(
-                        seqs, globals_, append.kinds, append.datas, strict=True
-                    )
-                )
+            published.append((append, seqs, globals_, ts))
         if params:
             await db.executemany(
                 "INSERT INTO events (global_seq, job_id, seq, ts, kind, data) "

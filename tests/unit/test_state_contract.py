@@ -138,6 +138,34 @@ async def test_a_batch_of_saves_reports_only_the_jobs_another_process_moved_on(
     assert {k: v.params["by"] for k, v in saved.items() if v} == {"a": "us", "b": "them", "c": "us"}
 
 
+async def test_a_subscriber_that_joins_during_a_commit_gets_its_events(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It reads its backlog (from another connection) before the batch commits, so it must get
+    the batch live, even though nobody listened when the batch was written."""
+    import aiosqlite
+
+    async with SqliteStateBackend(tmp_path / "state.db") as store:
+        await make_job(store, "j")
+        stream = store.subscribe("j")
+        joined: list[asyncio.Task[list[JobEvent]]] = []
+        execute = aiosqlite.Connection.execute
+
+        async def commit_late(self: aiosqlite.Connection, sql: str, *args: object) -> object:
+            if sql == "COMMIT" and not joined:
+                joined.append(asyncio.ensure_future(anext(stream)))  # type: ignore[arg-type]
+                await asyncio.sleep(0.2)  # it subscribes and reads an empty backlog
+            return await execute(self, sql, *args)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(aiosqlite.Connection, "execute", commit_late)
+        await store.append_event("j", "log", {"line": "written while it joined"})
+        monkeypatch.undo()
+        with anyio.fail_after(5):
+            batch = await joined[0]
+        assert [e.data["line"] for e in batch] == ["written while it joined"]
+        await stream.aclose()  # type: ignore[attr-defined]
+
+
 async def test_update_job_takes_wire_or_python_names(backend: StateBackend) -> None:
     await make_job(backend)
     job = await backend.update_job("svc-job-1", {"awaitingEvent": "pr:merged", "phase": "review"})
