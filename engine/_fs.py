@@ -4,6 +4,8 @@ The data goes to a temporary file in the target's directory, created with its fi
 secret is never readable by others, not even for a moment), is flushed to disk, and then renamed
 over the target with :func:`os.replace`. The directory is synced too, so the rename survives a
 power cut. If anything fails, the temporary file is removed and the old file is left untouched.
+
+Also here: :func:`realpath`, the kernel's answer to where a path leads.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import os
 import secrets
 from pathlib import Path
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "ensure_private_dir"]
+__all__ = ["atomic_write_bytes", "atomic_write_text", "ensure_private_dir", "realpath"]
 
 _DIR_MODE = 0o700
 
@@ -89,3 +91,37 @@ def _fsync_dir(directory: Path) -> None:
             os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+_O_PATH = getattr(os, "O_PATH", 0)
+_FD_LINKS = "/proc/self/fd/"
+
+
+def realpath(path: str | os.PathLike[str], *, strict: bool = False) -> str:
+    """:func:`os.path.realpath`, resolved by the kernel where it can say (Linux ``/proc``).
+
+    ``os.path.realpath`` walks the path in Python with an ``lstat`` per component, about 20 us
+    for a path under ``$CORO_HOME/working``; opening the path with ``O_PATH`` and reading back
+    what the descriptor names takes three system calls. A path that does not exist (or a
+    platform without ``/proc``) goes the long way.
+
+    Raises:
+        OSError: with ``strict``, the path does not exist or cannot be resolved.
+    """
+    if _O_PATH:
+        try:
+            fd = os.open(path, _O_PATH | os.O_CLOEXEC)
+        except OSError:
+            if strict:
+                raise
+        else:
+            try:
+                resolved = os.readlink(_FD_LINKS + str(fd))
+            except OSError:
+                pass
+            else:
+                if resolved.startswith("/") and not resolved.endswith(" (deleted)"):
+                    return resolved
+            finally:
+                os.close(fd)
+    return os.path.realpath(path, strict=strict)

@@ -16,6 +16,7 @@ from functools import cache
 from pathlib import Path, PurePosixPath
 
 import intelligence_base
+from engine._fs import realpath
 from engine.errors import IntelligenceError, LayerEscapeError
 
 __all__ = [
@@ -139,12 +140,12 @@ def real_root(layer: Layer) -> str | None:
         if known is not None:
             return known
     try:
-        root = os.path.realpath(layer.root, strict=True)
+        root = realpath(layer.root, strict=True)
     except OSError:
         return None
     if not os.path.isdir(root):
         raise IntelligenceError(f"layer {layer.name}: {layer.root} is not a directory")
-    if layer.within is not None and not is_inside(root, os.path.realpath(layer.within)):
+    if layer.within is not None and not is_inside(root, realpath(layer.within)):
         raise LayerEscapeError(
             f"layer {layer.name}: {layer.root} resolves to {root}, outside {layer.within}",
         )

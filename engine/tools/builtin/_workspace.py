@@ -16,6 +16,7 @@ import os
 import stat
 from pathlib import Path
 
+from engine._fs import realpath
 from engine.tools._base import ToolError
 
 __all__ = ["OVERLAY_READ_ONLY", "Workspace", "is_within", "reason"]
@@ -49,7 +50,7 @@ class Workspace:
     """
 
     def __init__(self, root: Path, cwd: Path, overlay_dir: Path | None = None) -> None:
-        self.root = os.path.realpath(root)
+        self.root = realpath(root)
         if not os.path.isdir(self.root):
             raise ValueError(f"the confinement root {str(root)!r} is not a directory")
         self.cwd = self.root if cwd == root else os.path.realpath(cwd)
