@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from engine import paths as coro_paths
-from engine._fs import atomic_write_bytes, atomic_write_text, ensure_private_dir
+from engine._fs import atomic_write_bytes, atomic_write_text, ensure_private_dir, realpath
 from engine.config import LocalConfig
 from engine.paths import CoroPaths
 
@@ -227,3 +227,19 @@ def test_ensure_creates_home_0700_and_every_directory(tmp_path: Path) -> None:
         assert directory.is_dir()
         assert _mode(directory) == 0o700
     assert not paths.config_file.exists()
+
+
+def test_realpath_agrees_with_the_standard_library(tmp_path: Path) -> None:
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "link").symlink_to(tmp_path / "a")
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    for name in ("a/b", "link/b", "link/../a", "file", "missing/x", "dangling", "."):
+        path = tmp_path / name
+        assert realpath(path) == os.path.realpath(path), name
+    assert realpath(tmp_path / "link", strict=True) == str((tmp_path / "a").resolve())
+    with pytest.raises(FileNotFoundError):
+        realpath(tmp_path / "missing", strict=True)
+    with pytest.raises(OSError, match=r"[Ll]evels of symbolic links"):
+        realpath(tmp_path / "loop", strict=True)
