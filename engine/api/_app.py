@@ -150,9 +150,13 @@ def _require_json(request: Request) -> None:
         raise ApiError(415, "send the request body as Content-Type: application/json")
 
 
+#: What JSON counts as whitespace (RFC 8259): a body of only these is no body at all.
+_JSON_SPACE = b" \t\n\r"
+
+
 async def _body_json(request: Request) -> Any:
     raw = await request.body()
-    if not raw.strip():
+    if not raw.strip(_JSON_SPACE):  # an empty body; bytes.strip() would also eat \f and \v
         return {}
     try:
         return json.loads(raw)

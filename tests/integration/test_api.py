@@ -154,6 +154,18 @@ async def test_state_changing_routes_want_json_and_bounded_bodies(api: Api) -> N
     assert await api.engine.store.count_jobs() == 0
 
 
+async def test_a_body_of_non_json_whitespace_is_not_an_empty_body(api: Api) -> None:
+    """JSON whitespace is space, tab, CR and LF; a form feed is not (schemathesis found a
+    form-feed body taken as "no body")."""
+    headers = {"Content-Type": "application/json"}
+    for body in (b"\x0c", b" \x0b ", b"\x1c"):
+        refused = await api.client.post("/jobs", content=body, headers=headers)
+        assert refused.status_code == 400, body
+        assert "not valid JSON" in refused.json()["error"]
+    empty = await api.client.post("/jobs", content=b" \r\n\t", headers=headers)
+    assert empty.status_code == 201  # no body: a job with the default workflow
+
+
 async def test_an_unexpected_failure_is_a_json_500_without_internals(
     api: Api, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -140,6 +140,8 @@ async def test_a_saved_plan_reopens_where_it_was(plan_tui: PlanRig) -> None:
         await until(pilot, lambda: isinstance(app.screen, PlanScreen) and app.screen.loaded)
         screen = app.screen
         assert isinstance(screen, PlanScreen)
+        # A reply's Markdown takes its text when it mounts, a refresh or so after loading.
+        await until(pilot, lambda: "Sixty it is." in transcript(screen))
         shown = transcript(screen)
         assert "Rate-limit /api/users" in shown and "Sixty it is." in shown
         assert "<findings>" not in shown
