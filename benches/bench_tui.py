@@ -11,7 +11,7 @@ Figures (from the TUI issue):
   event committed in the store: median and p95 < 50 ms; an urgent message → the tool's
   process (``sleep 600`` under the real ``Bash`` tool) gone: p99 over 50 trials < 1 s;
 - plan mode: the scripted endpoint writing a reply's first text delta → that text painted on
-  the plan screen: within 50 ms (median and p95 over 10 turns); a reply streaming at 2,000
+  the plan screen: within 50 ms (median and p95 over 30 turns); a reply streaming at 2,000
   tokens a second into the plan screen: key p95 and max < 100 ms.
 
 Start-up runs real processes in a real terminal (tmux) and polls ``capture-pane`` every 5 ms for
@@ -441,7 +441,7 @@ async def bench_urgent_interrupt(root: Path, trials: int = STEER_TRIALS) -> list
 
 
 # -- 4. plan mode --------------------------------------------------------------------------------
-PLAN_TURNS = 10
+PLAN_TURNS = 30  # a p95 over 10 turns is their maximum
 
 
 def _readiness() -> str:
