@@ -236,6 +236,9 @@ class SqliteStateBackend(SqliteLocalPrs, SqliteRecords):
                 assert self._first_save_at is not None
                 if time.monotonic() < self._first_save_at + self._flush_interval:
                     continue
+            # Let the tasks already ready to run (woken by the last commit) queue their next
+            # writes first: one pass of the event loop, and they share this commit.
+            await asyncio.sleep(0)
             batch = _Batch(self._appends, self._saves, self._waiters)
             self._appends, self._saves, self._waiters = [], {}, []
             self._first_save_at = None
