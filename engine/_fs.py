@@ -39,14 +39,18 @@ def ensure_private_dir(path: str | os.PathLike[str]) -> Path:
     return directory
 
 
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, mode: int = 0o600) -> None:
-    """Replace the file at ``path`` with ``data``, atomically and durably.
+def atomic_write_bytes(
+    path: str | os.PathLike[str], data: bytes, *, mode: int = 0o600, durable: bool = True
+) -> None:
+    """Replace the file at ``path`` with ``data``, atomically and (by default) durably.
 
     Args:
         path: the file to write. Missing parent directories are created with mode 0700.
         data: the new content.
         mode: the permission bits of the new file (0600 unless told otherwise). The temporary
             file is created with these bits, whatever the process umask is.
+        durable: flush the file and its directory to disk. Leave it off for files that can be
+            made again from elsewhere (an intelligence overlay): a sync costs milliseconds.
     """
     target = Path(path)
     directory = ensure_private_dir(target.parent)
@@ -61,7 +65,8 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, mode: int =
             while view:
                 written = os.write(fd, view)
                 view = view[written:]
-            os.fsync(fd)
+            if durable:
+                os.fsync(fd)
         finally:
             os.close(fd)
         os.replace(tmp, target)
@@ -69,7 +74,8 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, mode: int =
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
-    _fsync_dir(directory)
+    if durable:
+        _fsync_dir(directory)
 
 
 def atomic_write_text(

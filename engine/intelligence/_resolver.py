@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine._fs import realpath
+from engine._fs import atomic_write_bytes, realpath
 from engine.errors import IntelligenceError, LayerEscapeError
 from engine.intelligence._layers import Layer, is_inside, real_root, safe_relpath
 from engine.intelligence._merge import MANIFEST_NAME, Target, Winner, plan
@@ -161,11 +161,12 @@ class IntelligenceResolver:
 
     def forget(self, dest: Path) -> None:
         """Drop what is remembered about ``dest`` (its job ended and the overlay is gone)."""
+        real = realpath(dest)
         self._cost.pop(str(dest), None)
-        self._manifests.pop(os.path.realpath(dest), None)
-        self._last.pop(os.path.realpath(dest), None)
+        self._manifests.pop(real, None)
+        self._last.pop(real, None)
         with self._locks_guard:
-            self._locks.pop(os.path.realpath(dest), None)
+            self._locks.pop(real, None)
 
     def describe(self, layers: Sequence[Layer]) -> list[tuple[str, Winner]]:
         """Every path the overlay of ``layers`` would hold, sorted, with its winning layer(s)."""
@@ -295,19 +296,8 @@ def _write(
         raise IntelligenceError(
             f"cannot write {relpath} in the overlay: a directory coro did not create is there",
         )
-    if store is not None and store.link(content, digest, executable, path):
-        return os.lstat(path)
-    tmp = path + ".coro-tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(content)
-            os.fchmod(f.fileno(), 0o755 if executable else 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    if store is None or not store.link(content, digest, executable, path):
+        atomic_write_bytes(path, content, mode=0o755 if executable else 0o644, durable=False)
     return os.lstat(path)
 
 

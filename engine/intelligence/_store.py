@@ -21,8 +21,9 @@ import errno
 import logging
 import os
 import stat
-import threading
 from pathlib import Path
+
+from engine._fs import atomic_write_bytes
 
 __all__ = ["BlobStore"]
 
@@ -37,14 +38,12 @@ _NO_LINKS = frozenset(
 class BlobStore:
     """Overlay files kept once by content under ``root``, handed out as hard links.
 
-    Thread-safe: each blob is written to a private temporary name and renamed into place.
+    Thread-safe: each blob is written to a temporary name of its own and renamed into place.
     """
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self.usable = True
-        self._made = False
-        self._lock = threading.Lock()
 
     def link(self, content: bytes, digest: str, executable: bool, dest: str) -> bool:
         """Make ``dest`` a hard link to the stored copy of ``content``, replacing any file there.
@@ -118,23 +117,8 @@ class BlobStore:
         """The path of the stored copy of ``content``, written (or rewritten) if need be."""
         name = f"{digest}-x" if executable else digest
         path = os.path.join(self.root, name)
-        if _holds(path, content, executable):
-            return path
-        if not self._made:
-            with self._lock:
-                os.makedirs(self.root, mode=0o700, exist_ok=True)
-                self._made = True
-        tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(content)
-                os.fchmod(f.fileno(), 0o555 if executable else 0o444)
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        if not _holds(path, content, executable):
+            atomic_write_bytes(path, content, mode=0o555 if executable else 0o444, durable=False)
         return path
 
 
