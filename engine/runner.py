@@ -161,7 +161,6 @@ class JobRunner:
         self._paths = paths
         self.overlays = overlays
         self.executors = executors
-        self._own_toolbox = toolbox is None
         self._domain_server: DomainServer | None = None
         if toolbox is None:
             from engine.tools.mcp_bridge import DomainServer

@@ -89,10 +89,9 @@ class DomainToolBox:
         token = _CALLER.set(self._caller) if self._caller is not None else None
         try:
             result = await self._client.call_tool(short, dict(arguments))
-        except MCPError as exc:
-            return ToolOutcome(f"{short}: the MCP call failed: {exc}", is_error=True)
-        except RuntimeError as exc:  # the client is closed (the runner is stopping), or the
-            # SDK refused the result; either way the model gets a result, not a broken phase
+        # RuntimeError: the client is closed (the runner is stopping), or the SDK refused the
+        # result; either way the model gets a result, not a broken phase.
+        except (MCPError, RuntimeError) as exc:
             return ToolOutcome(f"{short}: the MCP call failed: {exc}", is_error=True)
         finally:
             if token is not None:
@@ -229,7 +228,7 @@ class DomainServer:
                 logger.exception("the domain tools' MCP session ended; the next phase reopens it")
 
     async def aclose(self) -> None:
-        """Close the session (idempotent); calls still in flight fail as MCP errors."""
+        """Close the session (idempotent); calls still in flight get error results."""
         task, stop = self._task, self._stop
         self._task = self._opened = self._stop = None
         if task is None or stop is None:
@@ -312,11 +311,9 @@ def _runner(
 
 
 @cache
-@cache
 def _raw_arguments() -> FuncMetadata:
     """Hands a tool the raw arguments, so that :meth:`DomainTool.parse` validates them and
-    names the argument at fault (MCPServer's own message is a pydantic dump). Made once: it
-    holds nothing of any one tool, and a pydantic class costs ~0.1 ms to create."""
+    names the argument at fault (MCPServer's own message is a pydantic dump)."""
     from mcp.server.mcpserver.utilities.func_metadata import ArgModelBase, FuncMetadata
     from pydantic import ConfigDict
 

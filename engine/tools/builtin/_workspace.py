@@ -53,7 +53,7 @@ class Workspace:
         self.root = realpath(root)
         if not os.path.isdir(self.root):
             raise ValueError(f"the confinement root {str(root)!r} is not a directory")
-        self.cwd = self.root if cwd == root else os.path.realpath(cwd)
+        self.cwd = self.root if cwd == root else realpath(cwd)
         if not os.path.isdir(self.cwd) or not is_within(self.cwd, self.root):
             raise ValueError(f"the working directory {str(cwd)!r} is not a directory in {root}")
         self._overlay_dir = overlay_dir
@@ -63,7 +63,7 @@ class Workspace:
     def overlay(self) -> str | None:
         """The overlay's real path, resolved on first use (most phases never write a file)."""
         if self._overlay is None and self._overlay_dir is not None:
-            self._overlay = os.path.realpath(self._overlay_dir)
+            self._overlay = realpath(self._overlay_dir)
         return self._overlay
 
     def resolve(self, raw: str, *, argument: str = "file_path") -> str:
