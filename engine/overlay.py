@@ -238,8 +238,10 @@ class OverlayManager:
             text = self._texts.get(digest)
             if text is not None:
                 return text
-        text = (self.intelligence_dir(job_id) / relpath).read_text(encoding="utf-8")
-        if digest is not None and hashlib.sha256(text.encode()).hexdigest() == digest:
+        raw = (self.intelligence_dir(job_id) / relpath).read_bytes()
+        # The digest is of the bytes; the text is what Path.read_text gives (universal newlines).
+        text = raw.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")
+        if digest is not None and hashlib.sha256(raw).hexdigest() == digest:
             if len(self._texts) > 256:
                 self._texts.clear()
             self._texts[digest] = text

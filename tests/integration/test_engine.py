@@ -84,6 +84,31 @@ async def test_a_job_goes_through_every_phase_to_complete(make_engine: Any) -> N
     assert len(executor.requests[2].resume_conversation) == 4  # the session carried over
 
 
+async def test_an_agent_edited_between_phases_reaches_the_next_phase(
+    home: Path, make_engine: Any
+) -> None:
+    """Overlay files are kept in memory by the digest each resolve checks: after one job has
+    read an agent, an edit made during another job's phase is still in that job's next
+    prompt; and a file with CRLF line ends reads the same from memory as from disk."""
+    agents = home / "intelligence" / "agents"
+    (agents / "review.md").write_bytes(b"# review agent\r\n\r\nCheck the diff.\r\n")
+
+    async def edit(request: PhaseRequest) -> None:
+        (agents / "build.md").write_text("# build agent\n\nBuild it with a token bucket.\n")
+
+    executor = ScriptedExecutor({"spec": [[], edit]})
+    engine = await make_engine(executor)
+    with anyio.fail_after(20):
+        for i in range(2):  # one after the other: job-0 reads build.md before the edit
+            await engine.wait_until((await engine.create_job(job_input(), job_id=f"job-{i}")).id)
+    prompts = {(r.job.id, r.phase.name): r.system_prompt for r in executor.requests}
+    assert "token bucket" not in prompts["job-0", "build"]
+    assert "Build it with a token bucket." in prompts["job-1", "build"]
+    review = prompts["job-0", "review"]
+    assert "# review agent\n\nCheck the diff." in review and "\r" not in review
+    assert prompts["job-1", "review"].replace("job-1", "job-0") == review
+
+
 async def test_await_event_parks_and_resume_continues(make_engine: Any) -> None:
     executor = ScriptedExecutor(
         {"review": [[("await_event", {"eventName": "pr:merged", "prId": 7})], []]}
