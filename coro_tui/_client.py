@@ -158,6 +158,11 @@ class RunnerClient:
                 response = self._http.request(method, path, params=query)
         except httpx2.TransportError as exc:
             raise self._unreachable(exc) from None
+        self._raise_for(response)
+        return response
+
+    def _raise_for(self, response: httpx2.Response) -> None:
+        """Raise for a refused request (a streamed answer must have been read first)."""
         if response.status_code == 401:
             raise RunnerUnreachable(
                 f"the runner at {self.url} refused the token in CORO_HOME (401): it belongs to "
@@ -165,7 +170,6 @@ class RunnerClient:
             )
         if response.status_code >= 400:
             raise _error_of(response)
-        return response
 
     def request(self, method: str, path: str, body: Any = None, **params: Any) -> Any:
         """One API call; the decoded JSON answer.
@@ -205,9 +209,7 @@ class RunnerClient:
             with self._http.stream("POST", path, json=body, timeout=timeout) as response:
                 if response.status_code >= 400:
                     response.read()
-                    if response.status_code == 401:
-                        raise RunnerUnreachable(f"the runner at {self.url} refused the token")
-                    raise _error_of(response)
+                    self._raise_for(response)
                 yield from parse_frames(response.iter_lines())
         except httpx2.TransportError as exc:
             raise RunnerUnreachable(
@@ -244,9 +246,7 @@ class RunnerClient:
                 with self._http.stream("GET", path, headers=headers, timeout=timeout) as response:
                     if response.status_code >= 400:
                         response.read()
-                        if response.status_code == 401:
-                            raise RunnerUnreachable(f"the runner at {self.url} refused the token")
-                        raise _error_of(response)
+                        self._raise_for(response)
                     down_since, delay = None, 0.25
                     for frame in parse_frames(response.iter_lines()):
                         if frame.id is not None and frame.id.isdigit():
